@@ -1,0 +1,98 @@
+//! Subcommands, wired from validated arguments to the library, and the mapping of failures to
+//! exit codes (documented in the README).
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+use tracing::error;
+
+use crate::classify::LabelScore;
+use crate::cli::{ClassifyArgs, Cli, Command};
+use crate::engine::Engine;
+use crate::labels::{parse_list, Template};
+use crate::model::Bundle;
+
+/// Some inputs failed, the rest were processed.
+pub const EXIT_PARTIAL: u8 = 1;
+/// Bad arguments, labels, model bundle or configuration: retrying will not help.
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Classify(args) => classify(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ImageResult<'a> {
+    image: &'a str,
+    scores: Vec<LabelScore>,
+}
+
+fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
+    let labels = parse_list(&args.labels).context("invalid --labels")?;
+    let template = Template::new(&args.template).context("invalid --template")?;
+    let bundle = Bundle::open(&args.model)?;
+    anyhow::ensure!(
+        bundle.has_text(),
+        "model bundle {} has no text tower, so it cannot score free-text labels",
+        args.model.display()
+    );
+    let mut engine = Engine::load(bundle, args.precision, true)?;
+    engine.pre.max_pixels = args.max_pixels;
+    let prompts: Vec<(String, String)> = labels.iter().map(|l| (l.clone(), template.apply(l))).collect();
+    let label_embs = engine.embed_labels(&prompts)?;
+
+    let names: Vec<String> = args.images.iter().map(|p| p.display().to_string()).collect();
+    let mut results = Vec::new();
+    let mut failed = 0usize;
+    for (path, name) in args.images.iter().zip(&names) {
+        let started = std::time::Instant::now();
+        match engine.classify_file(path, &label_embs) {
+            Ok(scores) => {
+                tracing::debug!(image = %name, ms = started.elapsed().as_millis() as u64, "classified");
+                results.push(ImageResult { image: name, scores });
+            }
+            Err(e) => {
+                failed += 1;
+                error!("{e:#}");
+            }
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &results)?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &results, engine.vision.precision.as_str())?;
+    }
+    out.flush()?;
+    if failed > 0 {
+        error!("{failed} of {} images could not be classified", names.len());
+        return Ok(ExitCode::from(EXIT_PARTIAL));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_table(out: &mut impl Write, results: &[ImageResult], precision: &str) -> std::io::Result<()> {
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}  ({precision})", r.image)?;
+        for s in &r.scores {
+            let bar = "█".repeat((s.score * 20.0).round() as usize);
+            writeln!(out, "  {:>7.4}  {bar:<20}  {}", s.score, s.label)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Command-line interface. `classify`'s flags and `--json` output are a contract that scripts
+//! rely on: change them only compatibly.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::labels::DEFAULT_TEMPLATE;
+use crate::model::PrecisionChoice;
+
+#[derive(Debug, Parser)]
+#[command(name = "siglipd", version, about = "Zero-shot scene labelling with SigLIP on small devices")]
+pub struct Cli {
+    /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score images against comma-separated labels
+    Classify(ClassifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    /// Model bundle directory (with siglip.json)
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Candidate labels, comma-separated, e.g. "cat, dog, a parked car"
+    #[arg(long)]
+    pub labels: String,
+    /// Prompt template; `{}` is replaced by each label
+    #[arg(long, default_value = DEFAULT_TEMPLATE)]
+    pub template: String,
+    /// Vision tower precision: fp32, int8, or auto (the fastest on this CPU)
+    #[arg(long, default_value = "auto", value_parser = parse_precision)]
+    pub precision: PrecisionChoice,
+    /// Print one JSON document on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Largest image accepted, in pixels (bounds memory on hostile input)
+    #[arg(long, default_value_t = crate::model::preprocess::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+    /// Image files (JPEG, PNG, WebP, BMP, GIF)
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+}
+
+fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
+    s.parse()
+}

@@ -1,0 +1,12 @@
+//! siglipd: zero-shot scene labelling with SigLIP on small devices.
+//!
+//! Data flows `model::preprocess` (image → pixel tensor) → `model::vision` / `model::text`
+//! (tract encoders) → `classify` (cosine → sigmoid per label). See ARCHITECTURE.md.
+
+pub mod app;
+pub mod classify;
+pub mod cli;
+pub mod engine;
+pub mod labels;
+pub mod logging;
+pub mod model;

@@ -1,0 +1,160 @@
+//! The vision and text towers on tract: loaded once with concrete input shapes, optimized at
+//! load, and run with one reused state (no graph work per frame).
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use super::bundle::{Bundle, ModelError, Precision, Tower};
+use crate::classify::l2_normalize;
+
+type Plan = TypedSimpleState;
+
+/// One optimized tower with a reusable execution state.
+struct Encoder {
+    state: Plan,
+    path: PathBuf,
+    tower: Tower,
+    dim: usize,
+}
+
+impl Encoder {
+    fn load(
+        bundle: &Bundle,
+        tower: Tower,
+        precision: Precision,
+        input_fact: InferenceFact,
+        expected_input: &[usize],
+    ) -> Result<Self, ModelError> {
+        let path = bundle.model_file(tower, precision)?;
+        let spec = bundle.tower_spec(tower).expect("model_file checked the tower exists");
+        let load = |e: TractError| ModelError::Load { path: path.clone(), reason: format!("{e:#}") };
+        let mismatch = |reason: String| ModelError::Mismatch { path: path.clone(), reason };
+
+        let model = tract_onnx::onnx().model_for_path(&path).map_err(load)?;
+        check_io(&model, &spec.input, &spec.output, expected_input).map_err(mismatch)?;
+        let model = model
+            .with_input_fact(0, input_fact)
+            .and_then(|m| m.into_optimized())
+            .map_err(load)?;
+        let out_shape = model.output_fact(0).map_err(load)?.shape.as_concrete().map(|s| s.to_vec());
+        let dim = bundle.manifest.embed_dim;
+        if out_shape.as_deref() != Some(&[1, dim][..]) {
+            return Err(mismatch(format!(
+                "output {:?} has shape {:?}, but the manifest's embed_dim is {dim}",
+                spec.output, out_shape
+            )));
+        }
+        let state = model.into_runnable().and_then(|p| p.spawn()).map_err(load)?;
+        Ok(Self { state, path, tower, dim })
+    }
+
+    fn run(&mut self, input: Tensor) -> Result<Vec<f32>, ModelError> {
+        let fail = |e: TractError| ModelError::Inference { tower: self.tower, reason: format!("{e:#}") };
+        let out = self.state.run(tvec!(input.into())).map_err(fail)?;
+        let plain = out[0].try_as_plain_ram().map_err(fail)?;
+        let view = plain.as_slice::<f32>().map_err(fail)?;
+        debug_assert_eq!(view.len(), self.dim);
+        Ok(view.to_vec())
+    }
+}
+
+/// Checks the ONNX graph against the manifest before tract's shape inference, so that a wrong
+/// manifest gives a message about names and sizes, not a tract analysis trace.
+fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &[usize]) -> Result<(), String> {
+    let inputs = model.input_outlets().map_err(|e| e.to_string())?;
+    let [in_outlet] = inputs else {
+        return Err(format!("expected one input ({input:?}), the model has {}", inputs.len()));
+    };
+    let in_name = &model.node(in_outlet.node).name;
+    if in_name != input {
+        return Err(format!("input is named {in_name:?}, the manifest says {input:?}"));
+    }
+    let declared = model.input_fact(0).map_err(|e| e.to_string())?;
+    let dims: Vec<Option<i64>> =
+        declared.shape.dims().map(|d| d.concretize().and_then(|t| t.as_i64())).collect();
+    if !dims.is_empty() {
+        let fits = dims.len() == expected_input.len()
+            && dims.iter().zip(expected_input).all(|(d, e)| d.is_none_or(|d| d == *e as i64));
+        if !fits {
+            return Err(format!(
+                "input {input:?} has shape {dims:?} (None = any), the manifest implies {expected_input:?}"
+            ));
+        }
+    }
+    let outputs = model.output_outlets().map_err(|e| e.to_string())?;
+    let out_names: Vec<&str> = outputs.iter().filter_map(|o| model.outlet_label(*o)).collect();
+    if !out_names.contains(&output) {
+        return Err(format!("no output named {output:?} (the model has {out_names:?})"));
+    }
+    if out_names.first() != Some(&output) {
+        return Err(format!("output {output:?} must be the first output (the model has {out_names:?})"));
+    }
+    Ok(())
+}
+
+/// Image → unit-length embedding.
+pub struct VisionEncoder {
+    enc: Encoder,
+    size: usize,
+    pub precision: Precision,
+}
+
+impl VisionEncoder {
+    pub fn load(bundle: &Bundle, precision: Precision) -> Result<Self, ModelError> {
+        let s = bundle.manifest.image_size as usize;
+        let shape = [1, 3, s, s];
+        let enc = Encoder::load(bundle, Tower::Vision, precision, f32::fact(shape).into(), &shape)?;
+        Ok(Self { enc, size: s, precision })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.enc.path
+    }
+
+    /// Raw (un-normalized) embedding of a `[3, S, S]` pixel tensor, as the model outputs it.
+    pub fn embed_raw(&mut self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let s = self.size;
+        let input = Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| ModelError::Inference {
+            tower: Tower::Vision,
+            reason: format!("pixel tensor of {} values for a {s}x{s} model: {e}", pixels.len()),
+        })?;
+        self.enc.run(input)
+    }
+
+    pub fn embed(&mut self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let mut v = self.embed_raw(pixels)?;
+        l2_normalize(&mut v);
+        Ok(v)
+    }
+}
+
+/// Token ids → unit-length embedding.
+pub struct TextEncoder {
+    enc: Encoder,
+    len: usize,
+    pub precision: Precision,
+}
+
+impl TextEncoder {
+    pub fn load(bundle: &Bundle, precision: Precision) -> Result<Self, ModelError> {
+        let len = bundle.manifest.max_text_length;
+        let shape = [1, len];
+        let enc = Encoder::load(bundle, Tower::Text, precision, i64::fact(shape).into(), &shape)?;
+        Ok(Self { enc, len, precision })
+    }
+
+    pub fn embed_raw(&mut self, ids: &[i64]) -> Result<Vec<f32>, ModelError> {
+        let input = Tensor::from_shape(&[1, self.len], ids).map_err(|e| ModelError::Inference {
+            tower: Tower::Text,
+            reason: format!("{} token ids for a model of length {}: {e}", ids.len(), self.len),
+        })?;
+        self.enc.run(input)
+    }
+
+    pub fn embed(&mut self, ids: &[i64]) -> Result<Vec<f32>, ModelError> {
+        let mut v = self.embed_raw(ids)?;
+        l2_normalize(&mut v);
+        Ok(v)
+    }
+}

@@ -1,0 +1,14 @@
+//! The SigLIP model: bundle manifest, image preprocessing, tokenization and the two tract towers.
+//!
+//! Invariant: everything that depends on the checkpoint (image size, mean/std, pad id, logit
+//! scale/bias, tensor names) is read from the bundle's manifest, never assumed.
+
+pub mod bundle;
+pub mod encoder;
+pub mod preprocess;
+pub mod tokenize;
+
+pub use bundle::{Bundle, ModelError, Precision, PrecisionChoice, Tower};
+pub use encoder::{TextEncoder, VisionEncoder};
+pub use preprocess::{ImageError, Preprocessor};
+pub use tokenize::TextTokenizer;

@@ -1,0 +1,186 @@
+//! Parity with the reference implementation: pixel tensors, token ids, embeddings and
+//! probabilities from HF transformers (SiglipProcessor + SiglipTokenizer + SiglipModel), stored
+//! in tests/fixtures/golden by tools/make_fixtures.py, against the committed tiny bundle.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use siglipd::classify::{cosine, l2_normalize, Calibration};
+use siglipd::model::{Bundle, Precision, Preprocessor, TextEncoder, TextTokenizer, VisionEncoder};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    template: String,
+    labels: Vec<String>,
+    prompts: Vec<String>,
+    prompt_ids: Vec<Vec<i64>>,
+    text_embeds: Vec<Vec<f32>>,
+    images: Vec<GoldenImage>,
+    tokenization: Vec<GoldenTokens>,
+    logit_scale: f32,
+    logit_bias: f32,
+}
+
+#[derive(Deserialize)]
+struct GoldenImage {
+    file: String,
+    pixels: String,
+    image_embeds: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct GoldenTokens {
+    text: String,
+    ids: Vec<i64>,
+}
+
+fn golden() -> Golden {
+    let path = fixtures().join("golden/golden.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden.json")).expect("parse golden.json")
+}
+
+fn bundle() -> Bundle {
+    Bundle::open(&fixtures().join("tiny")).expect("tiny bundle")
+}
+
+fn tokenizer(b: &Bundle) -> TextTokenizer {
+    let m = &b.manifest;
+    TextTokenizer::from_file(
+        &b.tokenizer_file().unwrap(),
+        m.text_preprocessing.clone(),
+        m.max_text_length,
+        m.pad_id,
+        m.eos_id,
+    )
+    .unwrap()
+}
+
+fn read_npy(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn token_ids_match_the_python_tokenizer() {
+    let g = golden();
+    let b = bundle();
+    let tok = tokenizer(&b);
+    let mut failures = vec![];
+    let cases = g.tokenization.iter().map(|t| (&t.text, &t.ids)).chain(g.prompts.iter().zip(&g.prompt_ids));
+    let mut n = 0;
+    for (text, ids) in cases {
+        n += 1;
+        let ours = tok.encode(text).unwrap();
+        if &ours != ids {
+            failures.push(format!("{text:?}\n  canonical {:?}\n  ours {ours:?}\n  ref  {ids:?}", tok.canonicalize(text)));
+        }
+    }
+    assert!(n >= 20, "too few tokenization cases: {n}");
+    assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn pixel_tensors_match_the_image_processor() {
+    let g = golden();
+    let b = bundle();
+    let pre = Preprocessor::new(&b.manifest);
+    let mut report = vec![];
+    for img in &g.images {
+        let ours = pre.load_file(&fixtures().join(&img.file)).unwrap();
+        let reference = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let diff = max_abs_diff(&ours, &reference);
+        // one 8-bit step is 2/255 ≈ 0.0078 after normalization; below 1e-5 is float noise
+        let steps = ours.iter().zip(&reference).filter(|(a, b)| (*a - *b).abs() > 1e-5).count();
+        report.push(format!("{}: max diff {diff:.2e}, {steps} values differ", img.file));
+        // JPEG too: decoded by libjpeg-turbo like PIL, resized with Pillow's arithmetic
+        assert!(diff < 1e-5, "pixels must match the reference exactly\n{}", report.join("\n"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn fp32_embeddings_and_probabilities_match_transformers() {
+    let g = golden();
+    let b = bundle();
+    let tok = tokenizer(&b);
+    let mut text = TextEncoder::load(&b, Precision::Fp32).unwrap();
+    let mut vision = VisionEncoder::load(&b, Precision::Fp32).unwrap();
+    let pre = Preprocessor::new(&b.manifest);
+    assert_eq!(g.template, siglipd::labels::DEFAULT_TEMPLATE);
+    assert!((b.manifest.logit_scale - g.logit_scale).abs() < 1e-6);
+    assert!((b.manifest.logit_bias - g.logit_bias).abs() < 1e-6);
+    let cal = Calibration::from_log_scale(b.manifest.logit_scale, b.manifest.logit_bias);
+
+    let mut label_embs = vec![];
+    for (prompt, reference) in g.prompts.iter().zip(&g.text_embeds) {
+        let raw = text.embed_raw(&tok.encode(prompt).unwrap()).unwrap();
+        let d = max_abs_diff(&raw, reference);
+        assert!(d < 1e-4, "text embedding of {prompt:?} differs by {d}");
+        let mut e = raw;
+        l2_normalize(&mut e);
+        label_embs.push(e);
+    }
+    let mut worst = 0f32;
+    for img in &g.images {
+        // from the reference pixels: isolates the model from decoding
+        let pixels = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let raw = vision.embed_raw(&pixels).unwrap();
+        let d = max_abs_diff(&raw, &img.image_embeds);
+        assert!(d < 1e-4, "{}: image embedding differs by {d}", img.file);
+        // and end to end from the file, as `siglipd classify` does
+        let mut e = vision.embed_raw(&pre.load_file(&fixtures().join(&img.file)).unwrap()).unwrap();
+        l2_normalize(&mut e);
+        for (j, label) in g.labels.iter().enumerate() {
+            let p = cal.score(&e, &label_embs[j]);
+            let d = (p - img.probs[j]).abs();
+            if d > worst {
+                eprintln!("{}: {label:?} differs by {d:.2e}", img.file);
+            }
+            worst = worst.max(d);
+            assert!(d <= 1e-3, "{} / {label:?}: ours {p}, transformers {}", img.file, img.probs[j]);
+        }
+    }
+    eprintln!("worst probability difference: {worst:.2e}");
+}
+
+#[test]
+fn int8_image_embeddings_stay_close_to_fp32() {
+    let g = golden();
+    let b = bundle();
+    let mut int8 = VisionEncoder::load(&b, Precision::Int8).unwrap();
+    let mut worst = 1f32;
+    for img in &g.images {
+        let pixels = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let e = int8.embed_raw(&pixels).unwrap();
+        let c = cosine(&e, &img.image_embeds);
+        worst = worst.min(c);
+        assert!(c >= 0.99, "{}: int8 cosine {c} against the fp32 reference", img.file);
+    }
+    eprintln!("worst int8 cosine: {worst:.5}");
+}
+
+#[test]
+fn broken_images_are_clear_errors() {
+    let b = bundle();
+    let pre = Preprocessor::new(&b.manifest);
+    for (file, expect) in [
+        ("images/truncated.jpg", "cannot decode"),
+        ("images/not_an_image.jpg", "not a supported image"),
+        ("images/empty.png", "is empty"),
+        ("images/does_not_exist.png", "cannot read image"),
+    ] {
+        let path = fixtures().join(file);
+        let err = pre.load_file(&path).expect_err(file).to_string();
+        assert!(err.contains(expect), "{file}: {err}");
+        assert!(err.contains(path.file_name().unwrap().to_str().unwrap()), "error must name the file: {err}");
+    }
+}

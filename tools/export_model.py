@@ -1,0 +1,633 @@
+#!/usr/bin/env python3
+"""Export a SigLIP checkpoint to a siglipd model bundle (the one way a bundle is made).
+
+Usage
+-----
+    python3 tools/export_model.py --from <HF model id | local checkpoint dir> --out <dir>
+    python3 tools/export_model.py --random tiny|base --seed N --out <dir> [--checkpoint-out <dir>]
+
+``--from`` takes a directory written by ``save_pretrained`` (config.json, weights,
+spiece.model + tokenizer_config.json, preprocessor_config.json) or a Hugging Face model
+id (downloaded with huggingface_hub; needs network access).
+
+``--random`` builds a random-weight ``SiglipModel`` (offline, deterministic):
+
+* tokenizer: a SigLIP-style sentencepiece *unigram* model trained (num_threads=1,
+  deterministic) on ``tools/corpus.txt`` with the special-piece layout of SigLIP's real
+  tokenizer (the T5 "cc_en" layout): ``<pad>``=0, ``</s>``=1, ``<unk>``=2, no ``<s>``,
+  nmt_nfkc normalisation, dummy prefix on.  It is wrapped as a ``SiglipTokenizer``
+  (``</s>`` is eos *and* pad).  The corpus only supports a few hundred pieces, so the
+  tokenizer is that size; ``tiny`` uses it as the text vocab size, ``base`` keeps the
+  text embedding table at 32000 rows so compute/params match siglip-base-patch16-224.
+* image processor config identical to google/siglip-base-patch16-224's
+  (224x224, bicubic, no crop, rescale 1/255, mean = std = 0.5).
+* weights: ``torch.manual_seed(seed)`` then ``SiglipModel(config)``.
+* logit_scale / logit_bias: SiglipModel initialises both to 0, which makes every
+  probability ~0.5 and useless for parity tests.  We therefore *calibrate* them on the
+  random model: cosines c between a few scikit-image photos and the sample prompts
+  (``PROMPTS``) are computed, and we set s = 4 / std(c), logit_scale = log(s),
+  logit_bias = -s * mean(c), so sigmoid(s*c + b) spreads over (0, 1) for typical inputs.
+  These values are written into the checkpoint, so the checkpoint alone is the truth.
+
+The checkpoint is ``save_pretrained``-ed (to a temp dir or ``--checkpoint-out``) and then
+exported through exactly the same code path as ``--from``.
+
+Bundle contents (see models/README.md): vision_fp32.onnx, vision_int8.onnx,
+text_fp32.onnx, text_int8.onnx (only if its cosine vs fp32 >= 0.99 on PROMPTS),
+tokenizer.json, siglip.json (manifest with sha256 of every other file).
+
+int8 form: weight-only, per-output-channel, symmetric int8 QDQ.  Every MatMul/Gemm whose
+second input is a 2-D constant initializer (= a Linear weight) gets that weight stored
+as int8 + a DequantizeLinear(axis=output channel) feeding the MatMul.  Activations stay
+float; attention MatMuls (two activations), LayerNorm, Softmax, GELU, Add, the Conv patch
+embedding and the token-embedding Gather stay fp32.
+
+tokenizer.json: converted with transformers' ``SpmConverter`` (there is no SigLIP
+converter in transformers; SpmConverter gives the sentencepiece-compatible
+Precompiled(nmt_nfkc) normaliser + Metaspace(prepend "always") pre-tokenizer + Unigram
+model) plus a post-processor appending ``</s>``.  It must be fed text that is *already*
+canonicalised exactly as ``SiglipTokenizer`` does (rules recorded in the manifest's
+``text_preprocessing`` and implemented by ``canonicalize()`` below); then
+``Tokenizer.encode(canonical).ids`` equals the slow tokenizer's ids (before padding).
+This is verified on ``TRICKY_STRINGS`` at export time; a mismatch aborts the export.
+Known, accepted divergences (pathological inputs, not in the check list):
+  * raw text containing the literal special-token strings ``</s>`` / ``<unk>``: the slow
+    tokenizer splits them out as special ids *before* canonicalising; we do not.
+  * a combining mark right after a character whose NFKC form expands (``ﬁ``, fullwidth
+    ``！``): tokenizers' Precompiled normaliser drops the mark, sentencepiece emits <unk>.
+  * exact ties between equal-score segmentations (e.g. "333" = "33"+"3" or "3"+"33"):
+    sentencepiece and tokenizers' Viterbi break ties differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import string
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+TOOLS_DIR = Path(__file__).resolve().parent
+CORPUS = TOOLS_DIR / "corpus.txt"
+
+FORMAT = "siglipd-bundle"
+FORMAT_VERSION = 1
+MAX_TEXT_LENGTH = 64
+INT8_MIN_COSINE = 0.99
+
+TEMPLATE = "This is a photo of {}."
+LABELS = [
+    "cat",
+    "a cup of coffee",
+    "rocket",
+    "astronaut",
+    "text on a page",
+    "a grayscale photo of a man with a camera",
+    "coins",
+    "a horse",
+]
+PROMPTS = [TEMPLATE.format(label) for label in LABELS]
+
+# scikit-image photos used to calibrate logit_scale/bias of random models
+CALIBRATION_IMAGES = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "camera.png", "coins.png", "page.png", "horse.png"]
+
+# strings on which tokenizer.json(canonicalize(s)) must equal SiglipTokenizer(s)
+TRICKY_STRINGS = [
+    "hello, world!",
+    "a dog's ball.",
+    "x--y...z",
+    "A PHOTO OF A CAT",
+    "MiXeD CaSe Words",
+    "café crème",
+    "naïve Zürich",
+    "日本の猫",
+    "a cat 🐈 on a mat 😀",
+    "e\u0301",
+    "cafe\u0301 au lait",
+    "tabs\tand\nnewlines\r\nhere",
+    "multiple    spaces   between",
+    "   leading and trailing   ",
+    "non\u00a0breaking\u00a0space",
+    "ideographic\u3000space",
+    "under\u2581score \u2581 and ▁▁double",
+    "\u2581",
+    "",
+    " ",
+    "!?.,;:'\"()[]{}<>-_/\\@#$%^&*+=~`|",
+    "... --- !!!",
+    "route 66",
+    "3.14159 and 2,000,000",
+    "snake_case and kebab-case",
+    "I'm can't won't",
+    "ΣΑΣ ΟΔΟΣ",
+    "İstanbul",
+    "ﬁne ligature",
+    "fullwidth ＡＢＣ and ！",
+    "x\x1cy\x1dz",
+    "zero\u200bwidth",
+    "a " * 40 + "b",
+    "The quick brown fox jumps over the lazy dog while an astronaut photographs a rocket launch from the space station window at dusk, and a cat watches from the windowsill next to a cup of coffee.",
+    "buffalo " * 80,
+] + PROMPTS
+
+PREPROCESSOR_CONFIG_LIKE_REAL = {
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_processor_type": "SiglipImageProcessor",
+    "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "SiglipProcessor",
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 224, "width": 224},
+}
+
+RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+# Python's str.isspace() set == what `re.sub(r"\s+", ...)` and str.strip() use on str
+WHITESPACE_CHARS = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
+class UserError(Exception):
+    """An error caused by the user's input: reported as one line, no traceback."""
+
+
+def log(msg: str) -> None:
+    print(f"[export] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def canonicalize(text: str, lowercase: bool = True) -> str:
+    """What the Rust side must do before calling tokenizer.json (mirrors SiglipTokenizer).
+
+    SiglipTokenizer.tokenize() replaces U+2581 by " ", prepends U+2581 and then
+    _tokenize() applies canonicalize_text(): lower(), delete string.punctuation,
+    re.sub(r"\\s+", " "), strip(); finally sentencepiece encodes "<unk>" + text and drops
+    the pieces of "<unk>".  The prepended U+2581 only keeps one leading space that
+    sentencepiece ignores anyway, so it is equivalent to this function.
+    """
+    text = text.replace("\u2581", " ")
+    if lowercase:
+        text = text.lower()
+    text = text.translate(str.maketrans("", "", string.punctuation))
+    text = re.sub(r"\s+", " ", text)
+    return text.strip()
+
+
+def text_preprocessing_spec(lowercase: bool) -> dict:
+    return {
+        "steps": ["replace_chars", "lowercase", "strip_punctuation", "collapse_whitespace", "strip"],
+        "replace_chars": {"\u2581": " "},
+        "lowercase": lowercase,
+        "lowercase_method": "Unicode full lowercase mapping (Python str.lower == Rust str::to_lowercase)",
+        "strip_punctuation": True,
+        "punctuation_chars": string.punctuation,
+        "collapse_whitespace": True,
+        "whitespace_chars": WHITESPACE_CHARS,
+        "whitespace_note": "any run of these chars (Python str.isspace, includes U+001C..U+001F, not U+200B) becomes one ' '",
+        "strip": True,
+        "then": "tokenizer.encode(canonical, add_special_tokens=true): appends </s> (id 1); empty text gives [1]",
+        "truncation": "if longer than max_text_length: keep the first max_text_length-1 ids and end with eos_id (the </s> is always kept)",
+        "padding": "right-pad with pad_id to exactly max_text_length; no attention mask is used",
+        "special_token_strings": "the slow tokenizer treats literal '</s>' / '<unk>' in raw text as special tokens before canonicalizing; not reproduced (punctuation stripping removes them)",
+    }
+
+
+def pad_ids(ids: list[int], eos_id: int, pad_id: int, length: int = MAX_TEXT_LENGTH) -> list[int]:
+    if len(ids) > length:
+        ids = ids[: length - 1] + [eos_id]
+    return ids + [pad_id] * (length - len(ids))
+
+
+def build_fast_tokenizer(slow_tok, eos_id: int):
+    from tokenizers import processors
+    from transformers.convert_slow_tokenizer import SpmConverter
+
+    class SiglipSpmConverter(SpmConverter):
+        def post_processor(self):
+            return processors.TemplateProcessing(
+                single=["$A", "</s>"],
+                pair=["$A", "</s>", "$B", "</s>"],
+                special_tokens=[("</s>", eos_id)],
+            )
+
+    return SiglipSpmConverter(slow_tok).converted()
+
+
+def verify_tokenizer(tokenizer_json: Path, slow_tok, strings=TRICKY_STRINGS) -> int:
+    from tokenizers import Tokenizer
+
+    fast = Tokenizer.from_file(str(tokenizer_json))
+    bad = []
+    for s in strings:
+        want = slow_tok(s)["input_ids"]
+        got = fast.encode(canonicalize(s, slow_tok.do_lower_case)).ids
+        if want != got:
+            bad.append((s, want, got))
+        padded = slow_tok(s, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True)["input_ids"]
+        if padded != pad_ids(got, slow_tok.eos_token_id, slow_tok.pad_token_id):
+            bad.append((s + " [padded]", padded, pad_ids(got, slow_tok.eos_token_id, slow_tok.pad_token_id)))
+    if bad:
+        lines = "\n".join(f"  {s!r}: slow={w} fast={g}" for s, w, g in bad[:10])
+        raise RuntimeError(f"tokenizer.json does not reproduce SiglipTokenizer on {len(bad)} strings:\n{lines}")
+    return len(strings)
+
+
+# --------------------------------------------------------------------------- int8
+
+
+def quantize_weights_int8(model_proto):
+    """Weight-only int8 per-output-channel symmetric QDQ rewrite (in place, returns stats)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    done: dict[tuple[str, int], str] = {}
+    new_nodes = []
+    stats = {"quantized": 0, "kept_fp32": 0}
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) >= 2 and node.input[1] in inits:
+            w = numpy_helper.to_array(inits[node.input[1]])
+            if w.ndim == 2 and w.dtype == np.float32:
+                if node.op_type == "MatMul":
+                    axis = 1  # [in, out]
+                else:
+                    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+                    axis = 0 if trans_b else 1
+                key = (node.input[1], axis)
+                if key not in done:
+                    absmax = np.abs(w).max(axis=1 - axis)
+                    scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+                    shape = (1, -1) if axis == 1 else (-1, 1)
+                    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+                    base = node.input[1]
+                    graph.initializer.extend([
+                        numpy_helper.from_array(q, base + "_int8"),
+                        numpy_helper.from_array(scale, base + "_scale"),
+                        numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), base + "_zero_point"),
+                    ])
+                    new_nodes.append(helper.make_node(
+                        "DequantizeLinear", [base + "_int8", base + "_scale", base + "_zero_point"],
+                        [base + "_dequant"], name=base + "_DequantizeLinear", axis=axis))
+                    done[key] = base + "_dequant"
+                node.input[1] = done[key]
+                stats["quantized"] += 1
+                continue
+        if node.op_type in ("MatMul", "Gemm"):
+            stats["kept_fp32"] += 1
+    # DequantizeLinear nodes only read initializers: put them first (topological order kept)
+    old = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + old)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return stats
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cosine_rows(a, b):
+    import numpy as np
+
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(-1)
+
+
+def skimage_data_dir() -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data"
+
+
+def pil_image_processor(ckpt_dir: Path):
+    """The reference preprocessing: SigLIP's PIL-backend image processor."""
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    return SiglipImageProcessorPil.from_pretrained(str(ckpt_dir))
+
+
+def load_slow_tokenizer(ckpt_dir: Path):
+    from transformers import SiglipTokenizer
+
+    return SiglipTokenizer.from_pretrained(str(ckpt_dir))
+
+
+# --------------------------------------------------------------------------- random checkpoint
+
+
+def train_tokenizer(workdir: Path) -> Path:
+    import sentencepiece as spm
+
+    prefix = workdir / "spiece"
+    spm.SentencePieceTrainer.train(
+        input=str(CORPUS), model_prefix=str(prefix), model_type="unigram",
+        vocab_size=32000, hard_vocab_limit=False,  # the small corpus yields what it can
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        character_coverage=1.0, normalization_rule_name="nmt_nfkc",
+        add_dummy_prefix=True, remove_extra_whitespaces=True,
+        num_threads=1, minloglevel=2,
+    )
+    # the proto records the (temporary) paths it was trained from: normalise them so the
+    # committed spiece.model is byte-for-byte reproducible
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+    path = prefix.with_suffix(".model")
+    proto = sp_pb2.ModelProto.FromString(path.read_bytes())
+    proto.trainer_spec.model_prefix = "spiece"
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.input.append("tools/corpus.txt")
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path) -> None:
+    import numpy as np
+    import torch
+    from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sp_model = train_tokenizer(Path(tmp))
+        tok = SiglipTokenizer(str(sp_model), model_max_length=MAX_TEXT_LENGTH)
+        tok.save_pretrained(str(ckpt_dir))
+    tok = SiglipTokenizer.from_pretrained(str(ckpt_dir))
+    (ckpt_dir / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG_LIKE_REAL, indent=2) + "\n")
+
+    if size == "tiny":
+        text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2, max_position_embeddings=MAX_TEXT_LENGTH)
+        vision = dict(image_size=224, patch_size=16, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2)
+    else:  # base == SiglipConfig() defaults == siglip-base-patch16-224 dims
+        text, vision = dict(vocab_size=32000), dict()
+    text.update(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    config = SiglipConfig(text_config=text, vision_config=vision)
+    torch.manual_seed(seed)
+    model = SiglipModel(config).eval()
+
+    # calibrate logit_scale / logit_bias (see module docstring)
+    from PIL import Image
+
+    proc = pil_image_processor(ckpt_dir)
+    data = skimage_data_dir()
+    images = [Image.open(data / name).convert("RGB") for name in CALIBRATION_IMAGES]
+    pixels = proc(images=images, return_tensors="pt")["pixel_values"]
+    ids = torch.tensor([tok(p, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True)["input_ids"] for p in PROMPTS])
+    with torch.no_grad():
+        img = model.get_image_features(pixel_values=pixels).pooler_output
+        txt = model.get_text_features(input_ids=ids).pooler_output
+        img = img / img.norm(dim=-1, keepdim=True)
+        txt = txt / txt.norm(dim=-1, keepdim=True)
+        cos = (img @ txt.T).double().numpy()
+        s = 4.0 / float(np.std(cos))
+        model.logit_scale.fill_(math.log(s))
+        model.logit_bias.fill_(-s * float(np.mean(cos)))
+    log(f"random {size}: vocab {tok.vocab_size} (table {config.text_config.vocab_size}), calibrated "
+        f"logit_scale=log({s:.4g}) logit_bias={model.logit_bias.item():.6g} (cos mean {cos.mean():.4g} std {cos.std():.4g})")
+    model.save_pretrained(str(ckpt_dir))
+
+
+# --------------------------------------------------------------------------- export
+
+
+def resolve_source(src: str) -> Path:
+    p = Path(src).expanduser()
+    if p.exists() or not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", src):
+        if not p.is_dir():
+            raise UserError(f"checkpoint directory not found: {src}")
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as e:  # noqa: BLE001 - network/hub errors are user-facing here
+        raise UserError(f"{src!r} is not a local directory and could not be downloaded from the Hugging Face hub "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+
+def check_checkpoint(ckpt: Path) -> dict:
+    cfg_path = ckpt / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{ckpt} has no config.json (not a save_pretrained checkpoint)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{cfg_path} is not valid JSON: {e}")
+    if cfg.get("model_type") != "siglip":
+        raise UserError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, expected 'siglip' (SigLIP dual encoder)")
+    if not (ckpt / "spiece.model").is_file():
+        raise UserError(f"{ckpt} has no spiece.model (SiglipTokenizer sentencepiece model missing)")
+    if not (ckpt / "preprocessor_config.json").is_file():
+        raise UserError(f"{ckpt} has no preprocessor_config.json (image processor config missing)")
+    if not any(ckpt.glob("*.safetensors")) and not any(ckpt.glob("*.bin")):
+        raise UserError(f"{ckpt} has no model weights (*.safetensors / *.bin)")
+    return cfg
+
+
+def export_bundle(ckpt: Path, out: Path, source: str) -> dict:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+    import transformers
+    from transformers import SiglipModel
+
+    check_checkpoint(ckpt)
+    pp = json.loads((ckpt / "preprocessor_config.json").read_text())
+    size = pp.get("size", {})
+    if not (size.get("height") and size.get("height") == size.get("width")):
+        raise UserError(f"unsupported image size in preprocessor_config.json: {size}")
+    if pp.get("do_center_crop"):
+        raise UserError("preprocessor_config.json asks for a center crop; SigLIP bundles assume none")
+    resample = RESAMPLE_NAMES.get(pp.get("resample", 3))
+
+    tok = load_slow_tokenizer(ckpt)
+    model = SiglipModel.from_pretrained(str(ckpt), attn_implementation="eager", dtype=torch.float32).eval()
+    image_size = int(size["height"])
+    if model.config.vision_config.image_size != image_size:
+        raise UserError(f"processor size {image_size} != vision_config.image_size {model.config.vision_config.image_size}")
+    if model.config.text_config.max_position_embeddings != MAX_TEXT_LENGTH:
+        raise UserError(f"text max_position_embeddings is {model.config.text_config.max_position_embeddings}, expected {MAX_TEXT_LENGTH}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        if f.is_file() and (f.suffix in (".onnx", ".data") or f.name in ("tokenizer.json", "siglip.json")):
+            f.unlink()
+
+    class Vision(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            return self.m.get_image_features(pixel_values=pixel_values).pooler_output
+
+    class Text(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m.get_text_features(input_ids=input_ids).pooler_output
+
+    # --- reference inputs: calibration photos + PROMPTS
+    from PIL import Image
+
+    proc = pil_image_processor(ckpt)
+    data = skimage_data_dir()
+    pixels = proc(images=[Image.open(data / n).convert("RGB") for n in CALIBRATION_IMAGES[:4]], return_tensors="pt")["pixel_values"]
+    ids = torch.tensor([tok(p, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True)["input_ids"] for p in PROMPTS])
+    with torch.no_grad():
+        ref_img = Vision(model)(pixels).numpy()
+        ref_txt = Text(model)(ids).numpy()
+
+    files: dict[str, str] = {}
+    results = {}
+    for name, wrapper, inp, outp, dummy, ref in [
+        ("vision", Vision(model), "pixel_values", "image_embeds", pixels[:2], (pixels.numpy(), ref_img)),
+        ("text", Text(model), "input_ids", "text_embeds", ids[:2], (ids.numpy(), ref_txt)),
+    ]:
+        fp32 = out / f"{name}_fp32.onnx"
+        log(f"exporting {fp32.name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (dummy,), str(fp32), input_names=[inp], output_names=[outp],
+                              dynamic_axes={inp: {0: "batch"}, outp: {0: "batch"}},
+                              opset_version=17, dynamo=False, do_constant_folding=True)
+        m = onnx.load(str(fp32))
+        onnx.checker.check_model(m)
+        sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {inp: ref[0]})[0]
+        diff = float(np.abs(got - ref[1]).max())
+        log(f"{fp32.name}: onnxruntime vs torch max abs diff {diff:.3g} (batch {len(ref[0])})")
+        if diff > 1e-3 * max(1.0, float(np.abs(ref[1]).max())):
+            raise RuntimeError(f"{fp32.name} does not reproduce torch (max abs diff {diff})")
+
+        stats = quantize_weights_int8(m)
+        int8 = out / f"{name}_int8.onnx"
+        onnx.checker.check_model(m)
+        onnx.save(m, str(int8))
+        got8 = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {inp: ref[0]})[0]
+        cos = cosine_rows(got8.astype(np.float64), got.astype(np.float64))
+        log(f"{int8.name}: {stats['quantized']} MatMul/Gemm weights int8, {stats['kept_fp32']} activation MatMuls fp32; "
+            f"cosine vs fp32 min {cos.min():.5f} mean {cos.mean():.5f}")
+        results[name] = {"int8_cosine_min": float(cos.min()), "int8_cosine_mean": float(cos.mean()), "fp32_max_abs_diff": diff}
+        files[name] = {"fp32": fp32.name}
+        if cos.min() >= INT8_MIN_COSINE:
+            files[name]["int8"] = int8.name
+        elif name == "vision":
+            raise RuntimeError(f"vision int8 cosine {cos.min():.4f} < {INT8_MIN_COSINE}")
+        else:
+            log(f"text int8 cosine {cos.min():.4f} < {INT8_MIN_COSINE}: text_int8.onnx not shipped")
+            int8.unlink()
+
+    # --- tokenizer.json
+    tj = out / "tokenizer.json"
+    build_fast_tokenizer(tok, tok.eos_token_id).save(str(tj))
+    n = verify_tokenizer(tj, tok)
+    log(f"tokenizer.json reproduces SiglipTokenizer on {n} tricky strings (canonicalized input)")
+
+    embed_dim = int(ref_img.shape[1])
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_type": "siglip",
+        "source": source,
+        "created_by": "tools/export_model.py",
+        "versions": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__},
+        "image_size": image_size,
+        "image_mean": [float(x) for x in pp["image_mean"]],
+        "image_std": [float(x) for x in pp["image_std"]],
+        "rescale_factor": float(pp["rescale_factor"]),
+        "resample": resample,
+        "max_text_length": MAX_TEXT_LENGTH,
+        "pad_id": int(tok.pad_token_id),
+        "eos_id": int(tok.eos_token_id),
+        "text_preprocessing": text_preprocessing_spec(bool(tok.do_lower_case)),
+        "embed_dim": embed_dim,
+        "logit_scale": float(model.logit_scale.item()),
+        "logit_bias": float(model.logit_bias.item()),
+        "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": "weight-only-qdq-per-channel"},
+        "text": {"input": "input_ids", "output": "text_embeds", "files": files["text"]},
+        "tokenizer": "tokenizer.json",
+        "sha256": {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "siglip.json"},
+    }
+    if "int8" in files["text"]:
+        manifest["text"]["int8_form"] = "weight-only-qdq-per-channel"
+    (out / "siglip.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    for f in sorted(out.iterdir()):
+        log(f"  {f.name:20s} {f.stat().st_size:>12,d} bytes")
+    log(f"bundle written to {out} (embed_dim {embed_dim}, int8 cosines: vision {results['vision']['int8_cosine_min']:.5f}, "
+        f"text {results['text']['int8_cosine_min']:.5f}{'' if 'int8' in files['text'] else ' (not shipped)'})")
+    return {"manifest": manifest, "results": results}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Export a SigLIP checkpoint to a siglipd bundle.")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="src", metavar="MODEL", help="HF model id or local save_pretrained directory")
+    src.add_argument("--random", choices=["tiny", "base"], help="build a random-weight model instead")
+    ap.add_argument("--seed", type=int, default=0, help="torch seed for --random (default 0)")
+    ap.add_argument("--out", required=True, help="bundle output directory")
+    ap.add_argument("--checkpoint-out", help="with --random: keep the generated checkpoint here")
+    args = ap.parse_args(argv)
+    if args.checkpoint_out and not args.random:
+        ap.error("--checkpoint-out only makes sense with --random")
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        if args.random:
+            import torch
+
+            torch.set_num_threads(min(2, os.cpu_count() or 1))
+            if args.checkpoint_out:
+                ckpt = Path(args.checkpoint_out)
+                if ckpt.exists():
+                    shutil.rmtree(ckpt)
+                make_random_checkpoint(args.random, args.seed, ckpt)
+                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}")
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    make_random_checkpoint(args.random, args.seed, Path(tmp))
+                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}")
+        else:
+            ckpt = resolve_source(args.src)
+            check_checkpoint(ckpt)
+            export_bundle(ckpt, Path(args.out), args.src)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

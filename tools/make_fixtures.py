@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Regenerate tests/fixtures/ deterministically.
+
+    python3 tools/make_fixtures.py            # everything
+    python3 tools/make_fixtures.py --goldens-only   # keep bundle + images, recompute goldens
+
+Writes
+  tests/fixtures/tiny/             tiny random bundle   (export_model.py --random tiny --seed 0)
+  tests/fixtures/tiny-checkpoint/  its save_pretrained checkpoint (source of truth for goldens)
+  tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
+  tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
+
+Goldens come from the *reference* pipeline, never from the ONNX files:
+  transformers.image_utils.load_image(path)   (EXIF transpose + .convert("RGB"))
+  SiglipImageProcessorPil                      (PIL backend: bicubic 224x224, 1/255, mean/std 0.5)
+  SiglipTokenizer (slow) padding="max_length", max_length=64, truncation=True
+  SiglipModel (torch fp32, eval, no_grad), probs = sigmoid(logits_per_image)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import struct
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
+FIX = REPO / "tests" / "fixtures"
+sys.path.insert(0, str(TOOLS))
+import export_model as em  # noqa: E402
+
+BAD_IMAGES = ["truncated.jpg", "not_an_image.jpg", "empty.png"]
+
+
+def png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def write_png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """PIL cannot write 48-bit RGB PNGs; write one by hand (bit depth 16, colour type 2)."""
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    data += png_chunk(b"IDAT", zlib.compress(raw, 9)) + png_chunk(b"IEND", b"")
+    path.write_bytes(data)
+
+
+def make_images(dst: Path) -> list[str]:
+    from PIL import Image
+
+    data = em.skimage_data_dir()
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    open_rgb = lambda n: Image.open(data / n).convert("RGB")  # noqa: E731
+    names = []
+
+    def save(img, name, **kw):
+        img.save(dst / name, **kw)
+        names.append(name)
+
+    # real photos
+    shutil.copyfile(data / "rocket.jpg", dst / "rocket.jpg")  # kept as-is (640x427 baseline JPEG)
+    names.append("rocket.jpg")
+    save(open_rgb("chelsea.png"), "chelsea.png", optimize=True)  # 451x300, as-is
+    save(open_rgb("coffee.png").resize((300, 200), Image.LANCZOS), "coffee.png", optimize=True)
+    save(open_rgb("astronaut.png").resize((256, 256), Image.LANCZOS), "astronaut.png", optimize=True)
+    save(Image.open(data / "camera.png").resize((256, 256), Image.LANCZOS), "camera_gray.png", optimize=True)  # mode L
+    save(open_rgb("coins.png").resize((192, 152), Image.LANCZOS), "coins.jpg", quality=90)
+
+    chelsea = open_rgb("chelsea.png").resize((225, 150), Image.LANCZOS)
+    # RGBA with real transparency: alpha ramps 0..255 left->right, and fully transparent pixels
+    # hide saturated magenta (load_image's convert("RGB") drops alpha *without* compositing).
+    rgba = chelsea.convert("RGBA")
+    a = np.array(rgba)
+    a[..., 3] = np.linspace(0, 255, a.shape[1]).astype(np.uint8)[None, :]
+    a[:, :40, :3] = (255, 0, 255)
+    a[:, :40, 3] = 0
+    save(Image.fromarray(a, "RGBA"), "rgba_transparent.png")
+    la = np.stack([np.array(chelsea.convert("L")), np.tile(np.linspace(255, 0, 225).astype(np.uint8), (150, 1))], -1)
+    save(Image.fromarray(la, "LA"), "la.png")
+    save(open_rgb("coffee.png").resize((240, 160), Image.LANCZOS).quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE), "palette.gif")
+    save(open_rgb("astronaut.png").resize((5, 3), Image.BOX), "tiny_5x3.png")
+    save(open_rgb("rocket.jpg").crop((0, 180, 640, 207)).resize((1200, 40), Image.BICUBIC), "wide_1200x40.png")
+    # EXIF orientation on non-square content: stored pixels are landscape, the tag rotates them
+    stored = open_rgb("rocket.jpg").crop((120, 20, 480, 260)).resize((180, 120), Image.LANCZOS)
+    for orient in (6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orient
+        save(stored, f"exif_orient{orient}.jpg", quality=90, exif=exif.tobytes())
+    # 16-bit: full-range gradients (PIL clips I;16 -> 8 bit instead of scaling, see README/report)
+    g = np.array(Image.open(data / "camera.png").resize((128, 128), Image.LANCZOS), dtype=np.uint32)
+    save(Image.fromarray((g * 257).astype(np.uint16)), "gray16.png")
+    rgb16 = (np.array(open_rgb("chelsea.png").resize((150, 100), Image.LANCZOS), dtype=np.uint32) * 257)
+    rgb16[..., 2] = (rgb16[..., 2] + np.arange(150)[None, :] * 3) % 65536  # low byte is informative too
+    write_png16_rgb(dst / "rgb16.png", rgb16.astype(np.uint16))
+    names.append("rgb16.png")
+    save(open_rgb("coffee.png").resize((120, 80), Image.LANCZOS), "lossless.webp", lossless=True)
+    save(open_rgb("chelsea.png").resize((90, 60), Image.LANCZOS), "chelsea.bmp")
+
+    # bad files
+    jpg = (data / "rocket.jpg").read_bytes()
+    (dst / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    (dst / "not_an_image.jpg").write_text("this is not an image, just text pretending to be a JPEG\n")
+    (dst / "empty.png").write_bytes(b"")
+    return names
+
+
+def make_bundle() -> None:
+    for d in (FIX / "tiny", FIX / "tiny-checkpoint"):
+        if d.exists():
+            shutil.rmtree(d)
+    rc = em.main(["--random", "tiny", "--seed", "0", "--out", str(FIX / "tiny"), "--checkpoint-out", str(FIX / "tiny-checkpoint")])
+    if rc:
+        raise SystemExit(rc)
+
+
+def compute_goldens(ckpt: Path, image_names: list[str]) -> dict:
+    """Reference goldens from the checkpoint with transformers (shared with tools/tests)."""
+    import PIL
+    import torch
+    import transformers
+    from transformers import SiglipModel
+    from transformers.image_utils import load_image
+
+    tok = em.load_slow_tokenizer(ckpt)
+    proc = em.pil_image_processor(ckpt)
+    model = SiglipModel.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    enc = lambda s: tok(s, padding="max_length", max_length=em.MAX_TEXT_LENGTH, truncation=True)["input_ids"]  # noqa: E731
+    prompt_ids = [enc(p) for p in em.PROMPTS]
+    ids_t = torch.tensor(prompt_ids)
+    images = []
+    pixels = {}
+    with torch.no_grad():
+        text_embeds = model.get_text_features(input_ids=ids_t).pooler_output
+        for name in image_names:
+            img = load_image(str(FIX / "images" / name))
+            pv = proc(images=img, return_tensors="pt")["pixel_values"].to(torch.float32)
+            out = model(input_ids=ids_t, pixel_values=pv)
+            emb = model.get_image_features(pixel_values=pv).pooler_output  # un-normalized, == ONNX output
+            stem = Path(name).stem + "_" + Path(name).suffix[1:]
+            pixels[stem] = pv.numpy()
+            images.append({
+                "file": f"images/{name}",
+                "pixels": f"pixels/{stem}.npy",
+                "image_embeds": emb[0].tolist(),
+                "probs": torch.sigmoid(out.logits_per_image)[0].tolist(),
+            })
+    return {
+        "reference": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0],
+                      "pillow": PIL.__version__, "image_processor_class": type(proc).__name__,
+                      "image_loader": "transformers.image_utils.load_image", "tokenizer_class": type(tok).__name__},
+        "bundle": "tiny",
+        "template": em.TEMPLATE,
+        "labels": em.LABELS,
+        "prompts": em.PROMPTS,
+        "prompt_ids": prompt_ids,
+        "text_embeds": text_embeds.tolist(),
+        "images": images,
+        "bad_images": [f"images/{n}" for n in BAD_IMAGES],
+        "tokenization": [{"text": s, "ids": enc(s)} for s in em.TRICKY_STRINGS],
+        "logit_scale": float(model.logit_scale.item()),
+        "logit_bias": float(model.logit_bias.item()),
+    }, pixels
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--goldens-only", action="store_true", help="reuse the bundle and images, recompute goldens")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(2)
+    if not args.goldens_only:
+        make_bundle()
+        names = make_images(FIX / "images")
+    else:
+        names = sorted(p.name for p in (FIX / "images").iterdir() if p.name not in BAD_IMAGES)
+    names = sorted(names)
+    golden, pixels = compute_goldens(FIX / "tiny-checkpoint", names)
+    gdir = FIX / "golden"
+    if gdir.exists():
+        shutil.rmtree(gdir)
+    (gdir / "pixels").mkdir(parents=True)
+    for stem, arr in pixels.items():
+        np.save(gdir / "pixels" / f"{stem}.npy", arr.astype(np.float32))
+
+    # int8 parity info + consistency check with onnxruntime
+    import onnxruntime as ort
+
+    man = json.loads((FIX / "tiny" / "siglip.json").read_text())
+    sess = lambda f: ort.InferenceSession(str(FIX / "tiny" / f), providers=["CPUExecutionProvider"])  # noqa: E731
+    v32, v8, t32 = sess(man["vision"]["files"]["fp32"]), sess(man["vision"]["files"]["int8"]), sess(man["text"]["files"]["fp32"])
+    vdiff, cos8 = 0.0, []
+    for im in golden["images"]:
+        pv = np.load(gdir / im["pixels"])
+        e32 = v32.run(None, {"pixel_values": pv})[0][0]
+        e8 = v8.run(None, {"pixel_values": pv})[0][0]
+        im["image_embeds_int8_ort"] = e8.tolist()
+        vdiff = max(vdiff, float(np.abs(e32 - np.array(im["image_embeds"])).max()))
+        cos8.append(float(em.cosine_rows(e8.astype(np.float64), e32.astype(np.float64))))
+    tout = t32.run(None, {"input_ids": np.array(golden["prompt_ids"], dtype=np.int64)})[0]
+    tdiff = float(np.abs(tout - np.array(golden["text_embeds"])).max())
+    (gdir / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+
+    probs = np.array([im["probs"] for im in golden["images"]])
+    print(f"[fixtures] {len(golden['images'])} golden images, {len(golden['tokenization'])} tokenization cases")
+    print(f"[fixtures] onnxruntime fp32 vs torch: vision max abs diff {vdiff:.3g}, text max abs diff {tdiff:.3g}")
+    print(f"[fixtures] vision int8 vs fp32 cosine: min {min(cos8):.5f}")
+    print(f"[fixtures] probability spread: min {probs.min():.4f} max {probs.max():.4f} mean {probs.mean():.4f} std {probs.std():.4f}")
+    if vdiff > 1e-4 or tdiff > 1e-4:
+        print("[fixtures] ERROR: ONNX fp32 does not reproduce the torch reference", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Tests for tools/export_model.py and the committed fixtures (tiny models only, CPU).
+
+Run: .venv/bin/python -m pytest tools/tests -q
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1]
+REPO = TOOLS.parent
+FIX = REPO / "tests" / "fixtures"
+sys.path.insert(0, str(TOOLS))
+import export_model as em  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+MANIFEST_KEYS = {
+    "format", "format_version", "model_type", "source", "created_by", "versions", "image_size", "image_mean",
+    "image_std", "rescale_factor", "resample", "max_text_length", "pad_id", "eos_id", "text_preprocessing",
+    "embed_dim", "logit_scale", "logit_bias", "vision", "text", "tokenizer", "sha256",
+}
+
+
+def run_export(*args):
+    return subprocess.run([sys.executable, str(TOOLS / "export_model.py"), *args], capture_output=True, text=True, timeout=600)
+
+
+def ort_run(path: Path, name: str, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random SigLIP checkpoint built independently of export_model's --random path
+    (different seed, logit scale/bias set by hand), save_pretrained into a tmp dir."""
+    import torch
+    from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
+
+    d = tmp_path_factory.mktemp("ckpt")
+    sp = em.train_tokenizer(tmp_path_factory.mktemp("sp"))
+    tok = SiglipTokenizer(str(sp))
+    tok.save_pretrained(str(d))
+    (d / "preprocessor_config.json").write_text(json.dumps(em.PREPROCESSOR_CONFIG_LIKE_REAL))
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=tok.vocab_size, hidden_size=24, intermediate_size=48, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=1, eos_token_id=1),
+        vision_config=dict(image_size=224, patch_size=32, hidden_size=24, intermediate_size=48,
+                           num_hidden_layers=1, num_attention_heads=2),
+    )
+    torch.manual_seed(123)
+    model = SiglipModel(cfg).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(2.5)
+        model.logit_bias.fill_(-1.25)
+    model.save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle")
+    r = run_export("--from", str(tiny_checkpoint), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out, r.stdout
+
+
+def test_manifest(exported, tiny_checkpoint):
+    import torch
+    from safetensors.torch import load_file
+
+    out, _ = exported
+    man = json.loads((out / "siglip.json").read_text())
+    assert set(man) == MANIFEST_KEYS
+    assert man["format"] == "siglipd-bundle" and man["format_version"] == 1 and man["model_type"] == "siglip"
+    assert man["source"] == str(tiny_checkpoint)
+    assert man["image_size"] == 224 and man["resample"] == "bicubic"
+    assert man["image_mean"] == [0.5] * 3 and man["image_std"] == [0.5] * 3
+    assert man["rescale_factor"] == pytest.approx(1 / 255)
+    assert (man["max_text_length"], man["pad_id"], man["eos_id"], man["embed_dim"]) == (64, 1, 1, 24)
+    w = load_file(str(tiny_checkpoint / "model.safetensors"))
+    assert man["logit_scale"] == pytest.approx(float(w["logit_scale"].to(torch.float64)), abs=1e-7)
+    assert man["logit_bias"] == pytest.approx(float(w["logit_bias"].to(torch.float64)), abs=1e-7)
+    assert man["vision"]["files"] == {"fp32": "vision_fp32.onnx", "int8": "vision_int8.onnx"}
+    tp = man["text_preprocessing"]
+    assert tp["lowercase"] is True and tp["strip_punctuation"] is True and tp["collapse_whitespace"] is True
+    files = {p.name for p in out.iterdir()} - {"siglip.json"}
+    assert set(man["sha256"]) == files
+    for name, digest in man["sha256"].items():
+        assert em.sha256_file(out / name) == digest, name
+    for f in list(man["vision"]["files"].values()) + list(man["text"]["files"].values()) + [man["tokenizer"]]:
+        assert (out / f).is_file()
+
+
+def test_onnx_matches_torch(exported, tiny_checkpoint):
+    import torch
+    from PIL import Image
+    from transformers import SiglipModel
+
+    out, _ = exported
+    model = SiglipModel.from_pretrained(str(tiny_checkpoint)).eval()
+    tok = em.load_slow_tokenizer(tiny_checkpoint)
+    proc = em.pil_image_processor(tiny_checkpoint)
+    imgs = [Image.open(em.skimage_data_dir() / n).convert("RGB") for n in ("chelsea.png", "rocket.jpg", "page.png")]
+    pv = proc(images=imgs, return_tensors="pt")["pixel_values"]
+    ids = torch.tensor([tok(p, padding="max_length", max_length=64, truncation=True)["input_ids"] for p in em.PROMPTS[:3]])
+    with torch.no_grad():
+        ref_i = model.get_image_features(pixel_values=pv).pooler_output.numpy()
+        ref_t = model.get_text_features(input_ids=ids).pooler_output.numpy()
+    np.testing.assert_allclose(ort_run(out / "vision_fp32.onnx", "pixel_values", pv.numpy()), ref_i, atol=1e-4)
+    np.testing.assert_allclose(ort_run(out / "text_fp32.onnx", "input_ids", ids.numpy()), ref_t, atol=1e-4)
+    i8 = ort_run(out / "vision_int8.onnx", "pixel_values", pv.numpy())
+    assert em.cosine_rows(i8.astype(np.float64), ref_i.astype(np.float64)).min() >= 0.99
+    if (out / "text_int8.onnx").exists():
+        t8 = ort_run(out / "text_int8.onnx", "input_ids", ids.numpy())
+        assert em.cosine_rows(t8.astype(np.float64), ref_t.astype(np.float64)).min() >= 0.99
+
+
+def test_int8_graph_form(exported):
+    import onnx
+
+    out, _ = exported
+    m = onnx.load(str(out / "vision_int8.onnx"))
+    inits = {i.name: i for i in m.graph.initializer}
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert dq, "no DequantizeLinear nodes"
+    dq_out = {n.output[0] for n in dq}
+    consumers = [n for n in m.graph.node if set(n.input) & dq_out]
+    assert consumers and all(n.op_type in ("MatMul", "Gemm") for n in consumers)
+    for n in dq:
+        assert inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        assert len(inits[n.input[1]].dims) == 1  # per-channel scales
+        assert not any(onnx.numpy_helper.to_array(inits[n.input[2]]))  # zero point 0
+    assert not any(n.op_type in ("QuantizeLinear", "QLinearMatMul", "MatMulInteger") for n in m.graph.node)
+
+
+def test_tokenizer_json_matches_slow(exported, tiny_checkpoint):
+    from tokenizers import Tokenizer
+
+    out, _ = exported
+    fast = Tokenizer.from_file(str(out / "tokenizer.json"))
+    tok = em.load_slow_tokenizer(tiny_checkpoint)
+    man = json.loads((out / "siglip.json").read_text())
+    for s in em.TRICKY_STRINGS + ["Another Photo, of: a DOG!", "  \t x \u2581 y  "]:
+        canonical = em.canonicalize(s, man["text_preprocessing"]["lowercase"])
+        assert fast.encode(canonical).ids == tok(s)["input_ids"], s
+        assert em.pad_ids(fast.encode(canonical).ids, 1, 1) == tok(s, padding="max_length", max_length=64, truncation=True)["input_ids"]
+
+
+def test_manifest_canonicalization_rules_are_complete():
+    """The rules recorded in the manifest, applied literally, equal SiglipTokenizer.canonicalize_text."""
+    man = json.loads((FIX / "tiny" / "siglip.json").read_text())
+    tp = man["text_preprocessing"]
+    tok = em.load_slow_tokenizer(FIX / "tiny-checkpoint")
+
+    def apply(s):
+        for a, b in tp["replace_chars"].items():
+            s = s.replace(a, b)
+        s = s.lower() if tp["lowercase"] else s
+        s = "".join(c for c in s if c not in tp["punctuation_chars"])
+        ws, res, prev = set(tp["whitespace_chars"]), [], False
+        for c in s:
+            if c in ws:
+                if not prev:
+                    res.append(" ")
+                prev = True
+            else:
+                res.append(c)
+                prev = False
+        return "".join(res).strip("".join(ws))
+
+    for s in em.TRICKY_STRINGS:
+        assert apply(s) == tok.canonicalize_text(s.replace("\u2581", " ")), s
+
+
+def test_committed_goldens_reproducible():
+    import torch
+    from transformers import SiglipModel
+
+    g = json.loads((FIX / "golden" / "golden.json").read_text())
+    ckpt = FIX / "tiny-checkpoint"
+    model = SiglipModel.from_pretrained(str(ckpt)).eval()
+    tok = em.load_slow_tokenizer(ckpt)
+    proc = em.pil_image_processor(ckpt)
+    assert g["reference"]["image_processor_class"] == type(proc).__name__ == "SiglipImageProcessorPil"
+    assert g["prompts"] == [g["template"].format(label) for label in g["labels"]]
+    ids = [tok(p, padding="max_length", max_length=64, truncation=True)["input_ids"] for p in g["prompts"]]
+    assert ids == g["prompt_ids"]
+    for case in g["tokenization"]:
+        assert tok(case["text"], padding="max_length", max_length=64, truncation=True)["input_ids"] == case["ids"]
+        assert len(case["ids"]) == 64
+    from transformers.image_utils import load_image
+
+    with torch.no_grad():
+        for im in g["images"]:
+            pv = proc(images=load_image(str(FIX / im["file"])), return_tensors="pt")["pixel_values"]
+            np.testing.assert_allclose(pv.numpy(), np.load(FIX / "golden" / im["pixels"]), atol=1e-6)
+            probs = torch.sigmoid(model(input_ids=torch.tensor(ids), pixel_values=pv).logits_per_image)[0].numpy()
+            np.testing.assert_allclose(probs, im["probs"], atol=1e-5, err_msg=im["file"])
+    assert g["logit_scale"] == pytest.approx(model.logit_scale.item(), abs=1e-7)
+    assert g["logit_bias"] == pytest.approx(model.logit_bias.item(), abs=1e-7)
+    probs = np.array([im["probs"] for im in g["images"]])
+    assert probs.min() < 0.2 and probs.max() > 0.8  # goldens are informative
+
+
+def test_committed_bundle_sha256():
+    out = FIX / "tiny"
+    man = json.loads((out / "siglip.json").read_text())
+    assert set(man) == MANIFEST_KEYS
+    assert set(man["sha256"]) == {p.name for p in out.iterdir()} - {"siglip.json"}
+    for name, digest in man["sha256"].items():
+        assert em.sha256_file(out / name) == digest, name
+    g = json.loads((FIX / "golden" / "golden.json").read_text())
+    assert man["logit_scale"] == g["logit_scale"] and man["logit_bias"] == g["logit_bias"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--from", "/nonexistent", "--out", "/tmp/x"], "not found"),
+    (["--from", str(FIX / "images"), "--out", "/tmp/x"], "config.json"),
+])
+def test_bad_input(args, needle, tmp_path):
+    r = run_export(*[a.replace("/tmp/x", str(tmp_path / "o")) for a in args])
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err
+    assert "Traceback" not in r.stderr
+
+
+def test_not_siglip_and_missing_tokenizer(tiny_checkpoint, tmp_path):
+    import shutil
+
+    bad = tmp_path / "notsiglip"
+    shutil.copytree(tiny_checkpoint, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model_type"] = "clip"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    r = run_export("--from", str(bad), "--out", str(tmp_path / "o1"))
+    assert r.returncode != 0 and "expected 'siglip'" in r.stderr and "Traceback" not in r.stderr
+    notok = tmp_path / "notok"
+    shutil.copytree(tiny_checkpoint, notok)
+    (notok / "spiece.model").unlink()
+    r = run_export("--from", str(notok), "--out", str(tmp_path / "o2"))
+    assert r.returncode != 0 and "spiece.model" in r.stderr and "Traceback" not in r.stderr
