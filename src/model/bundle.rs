@@ -24,8 +24,8 @@ pub enum ModelError {
     Manifest { path: PathBuf, reason: String },
     #[error("model file {path} is missing (named by {manifest} as {role})")]
     FileMissing { path: PathBuf, manifest: PathBuf, role: String },
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("model file {path} is corrupt: sha256 {actual} but the manifest says {expected}")]
     Checksum { path: PathBuf, expected: String, actual: String },
     #[error("cannot load {path}: {reason}")]
@@ -167,7 +167,7 @@ impl Bundle {
                 path: dir.to_path_buf(),
                 reason: format!("{MANIFEST} not found"),
             },
-            _ => ModelError::Io { path: path.clone(), source: e },
+            _ => ModelError::Io { path: path.clone(), cause: e },
         })?;
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| ModelError::Manifest { path: path.clone(), reason: e.to_string() })?;
@@ -329,7 +329,7 @@ impl Bundle {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let io = |e| ModelError::Io { path: path.to_path_buf(), source: e };
+    let io = |e| ModelError::Io { path: path.to_path_buf(), cause: e };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -18,8 +18,8 @@ pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
 
 #[derive(Debug, Error)]
 pub enum ImageError {
-    #[error("cannot read image {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read image {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{what} is empty (0 bytes)")]
     Empty { what: String },
     #[error("{what} is not a supported image (JPEG, PNG, WebP, BMP or GIF)")]
@@ -89,7 +89,7 @@ fn decode_jpeg_turbo(bytes: &[u8], what: &str) -> Option<Result<RgbImage, ImageE
 
 pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ImageError::Read { path: what.clone(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| ImageError::Read { path: what.clone(), cause: e })?;
     decode(&bytes, &what, max_pixels)
 }
 
