@@ -8,27 +8,70 @@ use serde::Serialize;
 use tracing::error;
 
 use crate::classify::LabelScore;
-use crate::cli::{ClassifyArgs, Cli, Command};
+use std::io::IsTerminal;
+
+use crate::cli::{ClassifyArgs, Cli, Command, ConfigArg};
+use crate::config::Config;
+use crate::{daemon, embeddings};
 use crate::engine::Engine;
 use crate::labels::{parse_list, Template};
 use crate::model::Bundle;
 
 /// Some inputs failed, the rest were processed.
 pub const EXIT_PARTIAL: u8 = 1;
-/// Bad arguments, labels, model bundle or configuration: retrying will not help.
+/// Bad arguments, labels or model bundle: retrying will not help.
 pub const EXIT_USAGE: u8 = 2;
+/// The daemon's configuration (or what it names) is unusable (sysexits EX_CONFIG); the
+/// systemd unit lists it in RestartPreventExitStatus so a bad config is not restarted in a loop.
+pub const EXIT_CONFIG: u8 = 78;
 
 pub fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command {
-        Command::Classify(args) => classify(args),
+    let (result, failure_code) = match cli.command {
+        Command::Classify(args) => (classify(args), EXIT_USAGE),
+        Command::Run(c) => (load_config(&c).and_then(|cfg| daemon::run(cfg).map(|()| ExitCode::SUCCESS)), EXIT_CONFIG),
+        Command::Embed(c) => (embed(&c), EXIT_CONFIG),
+        Command::CheckConfig(c) => (check_config(&c), EXIT_CONFIG),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             error!("{e:#}");
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(failure_code)
         }
     }
+}
+
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(match &arg.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            tracing::info!("no --config: running the embedded demo configuration (examples/siglipd.toml, paths relative to the current directory)");
+            Config::embedded_default()?
+        }
+    })
+}
+
+fn embed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = load_config(arg)?;
+    let bundle = Bundle::open(&config.model.bundle)?;
+    let file = embeddings::embed(&config, &bundle, std::io::stderr().is_terminal())?;
+    println!("wrote {} prompt embeddings to {}", file.prompts.len(), config.model.embeddings.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = load_config(arg)?;
+    // loads the bundle and embeddings exactly as `run` would (computing stale embeddings)
+    let (engine, _) = daemon::prepare(&config)?;
+    println!(
+        "config {} is valid: {} camera(s), {} label(s), model {} ({})",
+        config.origin,
+        config.cameras.len(),
+        config.cameras.iter().map(|c| c.labels.len()).sum::<usize>(),
+        engine.bundle.dir.display(),
+        engine.vision.precision
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]

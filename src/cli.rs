@@ -24,6 +24,19 @@ pub struct Cli {
 pub enum Command {
     /// Score images against comma-separated labels
     Classify(ClassifyArgs),
+    /// Run the daemon: cameras → scores → MQTT / stdout (without --config: the bundled demo)
+    Run(ConfigArg),
+    /// Compute the text embeddings of every configured label prompt
+    Embed(ConfigArg),
+    /// Validate a config file (and its model bundle and embeddings) without running
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML); see examples/siglipd.toml
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,14 @@
 pub mod app;
 pub mod classify;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod decide;
+pub mod embeddings;
 pub mod engine;
 pub mod labels;
 pub mod logging;
 pub mod model;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,88 @@
+//! Where results go: MQTT (`mqtt`) and stdout (`stdout`). The inference thread pushes
+//! [`Output`]s into each sink's [`DropQueue`] and never waits: a full queue drops its oldest
+//! entry and counts it.
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+pub mod mqtt;
+pub mod stdout;
+
+/// Something the daemon tells the world.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// After each inference: `{"ts","top","scores","infer_ms"}`.
+    State { camera: String, json: serde_json::Value },
+    /// A label's smoothed ON/OFF state changed (or its first value).
+    Label { camera: String, label: String, on: bool },
+    /// `{"type":"new|update|end","id","camera","label","score","top_score","start_time","end_time"}`.
+    Event(serde_json::Value),
+    /// The camera's source went online or offline.
+    Status { camera: String, online: bool },
+    /// JPEG of the frame that turned a label ON.
+    Snapshot { camera: String, label: String, jpeg: Vec<u8> },
+}
+
+/// Bounded queue where the producer never blocks: when full, the oldest entry is dropped.
+pub struct DropQueue<T> {
+    items: Mutex<VecDeque<T>>,
+    cap: usize,
+    pub dropped: AtomicU64,
+    notify: Notify,
+}
+
+impl<T> DropQueue<T> {
+    pub fn new(cap: usize) -> Self {
+        Self { items: Mutex::new(VecDeque::new()), cap: cap.max(1), dropped: AtomicU64::new(0), notify: Notify::new() }
+    }
+
+    pub fn push(&self, item: T) {
+        let mut q = self.items.lock().unwrap();
+        if q.len() >= self.cap {
+            q.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(item);
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    pub fn pop(&self) -> Option<T> {
+        self.items.lock().unwrap().pop_front()
+    }
+
+    /// Puts an item back at the front (a publish that could not go out yet).
+    pub fn push_front(&self, item: T) {
+        self.items.lock().unwrap().push_front(item);
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until something is pushed (returns at once if a push happened since the last wait).
+    pub async fn wait(&self) {
+        self.notify.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_oldest_when_full() {
+        let q = DropQueue::new(2);
+        for i in 0..5 {
+            q.push(i);
+        }
+        assert_eq!((q.pop(), q.pop(), q.pop()), (Some(3), Some(4), None));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 3);
+    }
+}

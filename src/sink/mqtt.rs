@@ -1,0 +1,424 @@
+//! MQTT sink (rumqttc) with Home Assistant discovery.
+//!
+//! Two tasks: the event loop task polls rumqttc continuously (it must never publish-await
+//! itself), reconnects with capped exponential backoff + jitter (rumqttc retries immediately),
+//! and handles commands; the publisher task drains the daemon's queue with `try_publish`.
+//!
+//! Invariants: every retained topic's last value is kept in `retained`, and every ConnAck (a
+//! fresh clean session) re-subscribes and re-publishes availability, discovery and all retained
+//! states; while disconnected nothing is handed to rumqttc (its channel would block), events wait
+//! in a bounded queue that drops the oldest.
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{DropQueue, Output};
+use crate::config::{CameraConfig, MqttConfig};
+use crate::control::Controls;
+use crate::source::Backoff;
+
+pub const ONLINE: &str = "online";
+pub const OFFLINE: &str = "offline";
+
+struct Shared {
+    client: AsyncClient,
+    base: String,
+    qos: QoS,
+    connected: AtomicBool,
+    /// Bumped on every ConnAck and on Home Assistant's `online`: the publisher re-sends all.
+    resync: AtomicU64,
+    wake: Notify,
+    retained: Mutex<BTreeMap<String, Vec<u8>>>,
+    discovery: Vec<(String, Vec<u8>)>,
+    discovery_prefix: Option<String>,
+    controls: Arc<Controls>,
+    shutting_down: AtomicBool,
+    pub publish_failures: AtomicU64,
+}
+
+pub struct Mqtt {
+    pub queue: Arc<DropQueue<Output>>,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn qos(n: u8) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+impl Mqtt {
+    /// Starts the client tasks on the current tokio runtime. Never waits for the broker: a
+    /// broker that is down at start is retried in the background.
+    pub fn start(cfg: &MqttConfig, cams: &[CameraConfig], controls: Arc<Controls>) -> anyhow::Result<Self> {
+        let base = cfg.base.clone();
+        let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+        opts.set_keep_alive(cfg.keep_alive);
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
+        opts.set_last_will(LastWill::new(format!("{base}/availability"), OFFLINE, QoS::AtLeastOnce, true));
+        if let Some((u, p)) = &cfg.credentials {
+            opts.set_credentials(u, p);
+        }
+        if let Some(tls) = &cfg.tls {
+            let ca = std::fs::read(&tls.ca_file).with_context(|| format!("cannot read {}", tls.ca_file.display()))?;
+            let client_auth = match &tls.client_auth {
+                Some((c, k)) => Some((
+                    std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?,
+                    std::fs::read(k).with_context(|| format!("cannot read {}", k.display()))?,
+                )),
+                None => None,
+            };
+            // rumqttc's rustls path uses the process-wide provider: ring (cross-builds cleanly)
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(Transport::tls(ca, client_auth, None));
+        }
+        // rumqttc's request channel: larger than one full resync so try_publish rarely fails
+        let retained_estimate: usize = cams.iter().map(|c| 4 + 3 * c.labels.len()).sum();
+        let (client, eventloop) = AsyncClient::new(opts, (retained_estimate * 2 + 64).max(cfg.queue));
+
+        let controls2 = controls.clone();
+        let mut retained = BTreeMap::new();
+        for cam in &controls2.cameras {
+            retained.insert(format!("{base}/{}/enabled", cam.id), on_off(cam.enabled()).into());
+            for slug in cam.label_slugs() {
+                let t = cam.threshold_of(slug).expect("known label");
+                retained.insert(format!("{base}/{}/{slug}/threshold", cam.id), fmt_threshold(t.on).into());
+            }
+        }
+        let discovery = match &cfg.discovery {
+            Some(prefix) => cams.iter().map(|c| discovery_config(prefix, cfg, c)).collect(),
+            None => vec![],
+        };
+        let shared = Arc::new(Shared {
+            client,
+            base,
+            qos: qos(cfg.qos),
+            connected: AtomicBool::new(false),
+            resync: AtomicU64::new(0),
+            wake: Notify::new(),
+            retained: Mutex::new(retained),
+            discovery,
+            discovery_prefix: cfg.discovery.clone(),
+            controls,
+            shutting_down: AtomicBool::new(false),
+            publish_failures: AtomicU64::new(0),
+        });
+        let queue = Arc::new(DropQueue::new(cfg.queue));
+        let endpoint = format!("{}:{}", cfg.host, cfg.port);
+        let tasks = vec![
+            tokio::spawn(event_loop(shared.clone(), eventloop, endpoint)),
+            tokio::spawn(publisher(shared.clone(), queue.clone(), cfg.queue)),
+        ];
+        Ok(Self { queue, shared, tasks })
+    }
+
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `offline` (retained) and disconnects cleanly, within `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        let s = &self.shared;
+        s.shutting_down.store(true, Ordering::Relaxed);
+        // let the publisher flush what inference produced last
+        let _ = tokio::time::timeout(timeout / 3, async {
+            while !self.queue.is_empty() && s.connected.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if s.connected.load(Ordering::Relaxed) {
+            let _ = s.client.try_publish(format!("{}/availability", s.base), QoS::AtLeastOnce, true, OFFLINE);
+            let _ = s.client.try_disconnect();
+        }
+        let mut tasks = self.tasks;
+        let event_loop = tasks.remove(0);
+        if tokio::time::timeout(timeout, event_loop).await.is_err() {
+            debug!("mqtt event loop did not finish in time");
+        }
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "ON"
+    } else {
+        "OFF"
+    }
+}
+
+fn fmt_threshold(v: f32) -> String {
+    format!("{}", (v * 1000.0).round() / 1000.0)
+}
+
+async fn event_loop(s: Arc<Shared>, mut eventloop: rumqttc::EventLoop, endpoint: String) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut failures = 0u64;
+    let mut ever_connected = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                if ever_connected {
+                    info!(broker = %endpoint, after_failures = failures, "reconnected to MQTT broker");
+                } else {
+                    info!(broker = %endpoint, "connected to MQTT broker");
+                }
+                ever_connected = true;
+                failures = 0;
+                backoff.reset();
+                s.connected.store(true, Ordering::Relaxed);
+                s.resync.fetch_add(1, Ordering::Relaxed);
+                s.wake.notify_one();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => handle_incoming(&s, &p.topic, &p.payload),
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if s.shutting_down.load(Ordering::Relaxed) => {
+                // drive the loop once more so the disconnect is written, then stop
+                let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if s.shutting_down.load(Ordering::Relaxed) {
+                    return;
+                }
+                let was = s.connected.swap(false, Ordering::Relaxed);
+                failures += 1;
+                if was {
+                    warn!(broker = %endpoint, "lost MQTT connection: {e} (reconnecting with backoff)");
+                } else if failures == 1 {
+                    warn!(broker = %endpoint, "cannot reach MQTT broker: {e} (retrying with backoff; inference keeps running)");
+                } else {
+                    debug!(broker = %endpoint, failures, "MQTT broker still unreachable: {e}");
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+fn handle_incoming(s: &Arc<Shared>, topic: &str, payload: &[u8]) {
+    let text = String::from_utf8_lossy(payload).trim().to_string();
+    if let Some(prefix) = &s.discovery_prefix {
+        if topic == format!("{prefix}/status") {
+            if text == ONLINE {
+                // Home Assistant restarted: resend discovery and states after a short random
+                // delay, so many devices don't answer at the same instant
+                let s = s.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(100..2000))).await;
+                    s.resync.fetch_add(1, Ordering::Relaxed);
+                    s.wake.notify_one();
+                });
+            }
+            return;
+        }
+    }
+    let Some(rest) = topic.strip_prefix(&format!("{}/", s.base)) else { return };
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [cam, "enabled", "set"] => {
+            let Some(c) = s.controls.camera(cam) else { return warn!("command for unknown camera {cam:?}") };
+            match text.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => c.set_enabled(true),
+                "off" | "false" | "0" => c.set_enabled(false),
+                _ => warn!(topic, "ignored command payload {text:?} (expected ON or OFF)"),
+            }
+            info!(camera = %cam, enabled = c.enabled(), "camera enabled set over MQTT");
+            publish_retained(s, format!("{}/{cam}/enabled", s.base), on_off(c.enabled()).into());
+        }
+        [cam, label, "threshold", "set"] => {
+            let Some(c) = s.controls.camera(cam) else { return warn!("command for unknown camera {cam:?}") };
+            let Some(current) = c.threshold_of(label) else { return warn!("command for unknown label {label:?} of {cam:?}") };
+            let now = match text.parse::<f32>() {
+                Ok(v) if (0.0..=1.0).contains(&v) => c.set_threshold(label, v).expect("known label"),
+                _ => {
+                    warn!(topic, "ignored threshold {text:?} (expected a number from 0 to 1)");
+                    current
+                }
+            };
+            info!(camera = %cam, label = %label, on = now.on, off = now.off, "threshold set over MQTT");
+            // acknowledged with the value in force, so a rejected value snaps back in HA
+            publish_retained(s, format!("{}/{cam}/{label}/threshold", s.base), fmt_threshold(now.on).into());
+        }
+        _ => {}
+    }
+}
+
+fn publish_retained(s: &Shared, topic: String, payload: Vec<u8>) {
+    s.retained.lock().unwrap().insert(topic.clone(), payload.clone());
+    if s.connected.load(Ordering::Relaxed) && s.client.try_publish(topic, s.qos, true, payload).is_err() {
+        s.publish_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Re-subscribes and re-sends everything retained after a (re)connect.
+fn resync(s: &Shared) {
+    let mut subs = vec![format!("{}/+/enabled/set", s.base), format!("{}/+/+/threshold/set", s.base)];
+    if let Some(p) = &s.discovery_prefix {
+        subs.push(format!("{p}/status"));
+    }
+    for t in subs {
+        let _ = s.client.try_subscribe(t, QoS::AtLeastOnce);
+    }
+    let mut sends = vec![(format!("{}/availability", s.base), ONLINE.as_bytes().to_vec())];
+    sends.extend(s.discovery.iter().cloned());
+    sends.extend(s.retained.lock().unwrap().iter().map(|(t, p)| (t.clone(), p.clone())));
+    for (topic, payload) in sends {
+        if s.client.try_publish(topic, QoS::AtLeastOnce, true, payload).is_err() {
+            s.publish_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn publisher(s: Arc<Shared>, queue: Arc<DropQueue<Output>>, pending_cap: usize) {
+    let mut seen_resync = 0u64;
+    let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
+    let events_topic = format!("{}/events", s.base);
+    loop {
+        tokio::select! {
+            _ = queue.wait() => {}
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let connected = s.connected.load(Ordering::Relaxed);
+        let r = s.resync.load(Ordering::Relaxed);
+        if connected && r != seen_resync {
+            seen_resync = r;
+            resync(&s);
+        }
+        while let Some(out) = queue.pop() {
+            let (topic, payload, retain) = match out {
+                Output::State { camera, json } => (format!("{}/{camera}/state", s.base), json.to_string().into_bytes(), true),
+                Output::Label { camera, label, on } => (format!("{}/{camera}/{label}", s.base), on_off(on).into(), true),
+                Output::Status { camera, online } => {
+                    (format!("{}/{camera}/status", s.base), if online { ONLINE } else { OFFLINE }.into(), true)
+                }
+                Output::Snapshot { camera, label, jpeg } => (format!("{}/{camera}/{label}/snapshot", s.base), jpeg, true),
+                Output::Event(e) => (events_topic.clone(), e.to_string().into_bytes(), false),
+            };
+            if retain {
+                publish_retained(&s, topic, payload);
+            } else {
+                pending.push_back((topic, payload));
+                while pending.len() > pending_cap {
+                    pending.pop_front();
+                    queue.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if s.connected.load(Ordering::Relaxed) {
+            while let Some((topic, payload)) = pending.pop_front() {
+                if s.client.try_publish(&topic, QoS::AtLeastOnce, false, payload.clone()).is_err() {
+                    // rumqttc's channel is full: keep it for the next round
+                    pending.push_front((topic, payload));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Home Assistant device discovery: one device per camera with a binary_sensor per label,
+/// sensors for the top label and inference time, a switch to pause the camera and a number
+/// per label for its threshold.
+fn discovery_config(prefix: &str, cfg: &MqttConfig, cam: &CameraConfig) -> (String, Vec<u8>) {
+    let base = &cfg.base;
+    let node = &cfg.node_id;
+    let dev_id = format!("siglipd_{node}_{}", cam.id);
+    let version = env!("CARGO_PKG_VERSION");
+    let mut cmps = serde_json::Map::new();
+    for l in &cam.labels {
+        cmps.insert(
+            format!("{}_{}", cam.id, l.slug),
+            json!({
+                "platform": "binary_sensor",
+                "name": l.name,
+                "unique_id": format!("{dev_id}_{}", l.slug),
+                "state_topic": format!("{base}/{}/{}", cam.id, l.slug),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+            }),
+        );
+        cmps.insert(
+            format!("{}_{}_threshold", cam.id, l.slug),
+            json!({
+                "platform": "number",
+                "name": format!("{} threshold", l.name),
+                "unique_id": format!("{dev_id}_{}_threshold", l.slug),
+                "command_topic": format!("{base}/{}/{}/threshold/set", cam.id, l.slug),
+                "state_topic": format!("{base}/{}/{}/threshold", cam.id, l.slug),
+                "min": 0, "max": 1, "step": 0.01, "mode": "box",
+                "entity_category": "config",
+            }),
+        );
+    }
+    cmps.insert(
+        format!("{}_top_label", cam.id),
+        json!({
+            "platform": "sensor",
+            "name": "Top label",
+            "unique_id": format!("{dev_id}_top_label"),
+            "state_topic": format!("{base}/{}/state", cam.id),
+            "value_template": "{{ value_json.top[0].label if value_json.top else '' }}",
+        }),
+    );
+    cmps.insert(
+        format!("{}_infer_ms", cam.id),
+        json!({
+            "platform": "sensor",
+            "name": "Inference time",
+            "unique_id": format!("{dev_id}_infer_ms"),
+            "state_topic": format!("{base}/{}/state", cam.id),
+            "value_template": "{{ value_json.infer_ms }}",
+            "unit_of_measurement": "ms",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+        }),
+    );
+    cmps.insert(
+        format!("{}_enabled", cam.id),
+        json!({
+            "platform": "switch",
+            "name": "Enabled",
+            "unique_id": format!("{dev_id}_enabled"),
+            "command_topic": format!("{base}/{}/enabled/set", cam.id),
+            "state_topic": format!("{base}/{}/enabled", cam.id),
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "entity_category": "config",
+        }),
+    );
+    let payload = json!({
+        "device": {
+            "identifiers": [dev_id],
+            "name": cam.name,
+            "manufacturer": "siglipd",
+            "model": "SigLIP zero-shot camera",
+            "sw_version": version,
+        },
+        "origin": {"name": "siglipd", "sw_version": version},
+        "availability": [
+            {"topic": format!("{base}/availability")},
+            {"topic": format!("{base}/{}/status", cam.id)},
+        ],
+        "availability_mode": "all",
+        "components": cmps,
+        "qos": cfg.qos,
+    });
+    (format!("{prefix}/device/{dev_id}/config"), payload.to_string().into_bytes())
+}

@@ -1,0 +1,96 @@
+//! `command` source: spawns a program and reads an MJPEG stream from its stdout — how
+//! Raspberry Pi CSI cameras (`rpicam-vid --codec mjpeg -o -`) and RTSP cameras
+//! (`ffmpeg -i rtsp://… -f mjpeg -`) are read. A watchdog kills and respawns a process that
+//! stops sending frames; a process that exits is respawned with capped backoff.
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::mjpeg::Splitter;
+use super::{Backoff, Frame, SourceCtx, StatusTracker};
+
+pub fn run(program: &str, args: &[String], ctx: SourceCtx) {
+    let mut status = StatusTracker::new(ctx.clone());
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let origin = format!("{program} {}", args.join(" "));
+    while !ctx.stopping() {
+        let received = ctx.slot.received.load(Ordering::Relaxed);
+        let why = match run_once(program, args, &origin, &ctx, &mut status) {
+            Ok(Some(why)) => why,
+            Ok(None) => return, // shutting down
+            Err(e) => e,
+        };
+        // a run that delivered frames earns a quick restart; a process that fails at once
+        // backs off further each time
+        if ctx.slot.received.load(Ordering::Relaxed) > received {
+            backoff.reset();
+        }
+        status.offline(why);
+        if !ctx.sleep(backoff.next_delay()) {
+            return;
+        }
+    }
+}
+
+/// Runs the process until it fails (Ok(Some(reason))), or shutdown (Ok(None)).
+fn run_once(
+    program: &str,
+    args: &[String],
+    origin: &str,
+    ctx: &SourceCtx,
+    status: &mut StatusTracker,
+) -> Result<Option<String>, String> {
+    let mut child: Child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let last_frame_ms = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let reader = {
+        let slot = ctx.slot.clone();
+        let last = last_frame_ms.clone();
+        let origin = origin.to_string();
+        std::thread::spawn(move || {
+            let mut splitter = Splitter::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        for bytes in splitter.push(&buf[..n]) {
+                            last.store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+                            slot.put(Frame { bytes, origin: origin.clone(), at: Instant::now() });
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let result = loop {
+        if ctx.stopping() {
+            break None;
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            break Some(format!("{program:?} exited ({exit})"));
+        }
+        let last = last_frame_ms.load(Ordering::Relaxed);
+        let since_last = started.elapsed().saturating_sub(Duration::from_millis(last.saturating_sub(1)));
+        if last > 0 {
+            status.online();
+        }
+        if since_last > ctx.watchdog {
+            break Some(format!("no frame from {program:?} for {:.0} s (watchdog)", ctx.watchdog.as_secs_f64()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    Ok(result)
+}

@@ -1,0 +1,498 @@
+//! The daemon against a real broker: Debian's `mosquitto`, started here on a free loopback
+//! port (`.ci/run` installs it), a real MQTT client subscribing, and `siglipd run` as a
+//! process on the `files` source with the tiny fixture bundle.
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker { child: None, port, dir };
+        b.restart();
+        b
+    }
+
+    fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n", self.port)).unwrap();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("mosquitto is not installed: `apt-get install mosquitto` (.ci/run does this)");
+        let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Msg {
+    topic: String,
+    payload: String,
+    retain: bool,
+}
+
+/// A real MQTT client subscribed to `#`.
+struct Sub {
+    rx: mpsc::Receiver<Msg>,
+    client: Client,
+    seen: Vec<Msg>,
+}
+
+impl Sub {
+    fn new(port: u16) -> Self {
+        let mut opts = MqttOptions::new(format!("test-{}", fastrand::u32(..)), "127.0.0.1", port);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = Client::new(opts, 100);
+        client.subscribe("#", QoS::AtLeastOnce).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let m = Msg { topic: p.topic.clone(), payload: String::from_utf8_lossy(&p.payload).into(), retain: p.retain };
+                        if tx.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        Sub { rx, client, seen: vec![] }
+    }
+
+    /// Waits for a message matching `pred`, keeping everything seen.
+    fn wait(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
+        if let Some(m) = self.seen.iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if let Ok(m) = self.rx.recv_timeout(left) {
+                self.seen.push(m.clone());
+                if pred(&m) {
+                    return m;
+                }
+            }
+        }
+        let topics: Vec<String> = self.seen.iter().map(|m| format!("{}={}", m.topic, m.payload.chars().take(60).collect::<String>())).collect();
+        panic!("timed out waiting for {what}; seen: {topics:#?}");
+    }
+
+    fn publish(&self, topic: &str, payload: &str) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+    }
+
+    fn drain(&mut self, d: Duration) -> Vec<Msg> {
+        let deadline = Instant::now() + d;
+        let mut got = vec![];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if let Ok(m) = self.rx.recv_timeout(left) {
+                self.seen.push(m.clone());
+                got.push(m);
+            }
+        }
+        got
+    }
+}
+
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("siglipd.toml");
+        std::fs::write(&cfg, config.replace("$TMP", &dir.path().display().to_string())).unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_siglipd"))
+            .args(["-v", "run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "siglipd=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM; returns (exit success, time to exit).
+    fn terminate(&mut self) -> (bool, Duration) {
+        let t = Instant::now();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), t.elapsed());
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "siglipd did not exit after SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A camera over a folder with two photos (cat: high scores, rocket: low) and a corrupt JPEG.
+fn images_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["chelsea.png", "rocket.jpg", "truncated.jpg"] {
+        std::fs::copy(fixtures().join("images").join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+fn config(port: u16, images: &Path, extra_camera: &str) -> String {
+    format!(
+        r#"
+[model]
+bundle = "{bundle}"
+embeddings = "$TMP/embeddings.json"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+prefix = "test"
+node_id = "n1"
+
+[[camera]]
+id = "cam"
+name = "Test camera"
+source = {{ kind = "files", path = "{images}", loop = true }}
+interval_s = 0.15
+{extra_camera}
+
+[[camera.label]]
+name = "cat"
+on = 0.9
+off = 0.6
+
+[[camera.label]]
+name = "A rocket!"
+on = 0.9
+"#,
+        bundle = fixtures().join("tiny").display(),
+        images = images.display(),
+    )
+}
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn publishes_availability_discovery_states_and_events() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&config(broker.port, images.path(), ""));
+
+    // (retain flags are only set on delivery to new subscriptions: checked with `late` below)
+    sub.wait("availability online", T, |m| m.topic == "test/n1/availability" && m.payload == "online");
+    let disc = sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config");
+    let v: serde_json::Value = serde_json::from_str(&disc.payload).unwrap();
+    assert_eq!(v["device"]["name"], "Test camera");
+    assert_eq!(v["origin"]["name"], "siglipd");
+    let cmps = v["components"].as_object().unwrap();
+    assert_eq!(cmps["cam_cat"]["platform"], "binary_sensor");
+    assert_eq!(cmps["cam_cat"]["state_topic"], "test/n1/cam/cat");
+    assert_eq!(cmps["cam_a_rocket"]["state_topic"], "test/n1/cam/a_rocket");
+    assert_eq!(cmps["cam_top_label"]["platform"], "sensor");
+    assert_eq!(cmps["cam_infer_ms"]["unit_of_measurement"], "ms");
+    assert_eq!(v["availability"][0]["topic"], "test/n1/availability");
+
+    let st = sub.wait("state", T, |m| m.topic == "test/n1/cam/state");
+    let s: serde_json::Value = serde_json::from_str(&st.payload).unwrap();
+    assert!(s["ts"].as_f64().unwrap() > 1.7e9);
+    assert!(s["infer_ms"].as_f64().unwrap() > 0.0);
+    let top = s["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2, "top_k defaults to 3 but there are 2 labels");
+    assert!(top[0]["score"].as_f64() >= top[1]["score"].as_f64());
+    assert!(s["scores"]["cat"].is_number() && s["scores"]["A rocket!"].is_number());
+
+    sub.wait("status online", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+    // the cat photo scores ~0.999 for "cat", the rocket photo ~0.35: the label flips
+    sub.wait("cat ON", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "ON");
+    sub.wait("cat OFF", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "OFF");
+    let new = sub.wait("event new", T, |m| m.topic == "test/n1/events" && m.payload.contains("\"new\""));
+    let e: serde_json::Value = serde_json::from_str(&new.payload).unwrap();
+    assert!(!new.retain);
+    for k in ["type", "id", "camera", "label", "score", "top_score", "start_time", "end_time"] {
+        assert!(e.get(k).is_some(), "event lacks {k}: {e}");
+    }
+    assert_eq!(e["camera"], "cam");
+    let end = sub.wait("event end", T, |m| m.topic == "test/n1/events" && m.payload.contains("\"end\""));
+    let e: serde_json::Value = serde_json::from_str(&end.payload).unwrap();
+    assert!(e["end_time"].as_f64().unwrap() >= e["start_time"].as_f64().unwrap());
+
+    // a late subscriber gets the retained picture at once
+    let mut late = Sub::new(broker.port);
+    for topic in ["test/n1/availability", "homeassistant/device/siglipd_n1_cam/config", "test/n1/cam/state", "test/n1/cam/cat", "test/n1/cam/status"] {
+        late.wait(topic, Duration::from_secs(5), |m| m.topic == topic && m.retain);
+    }
+    late.wait("retained threshold", Duration::from_secs(5), |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.9");
+
+    assert!(d.alive());
+    let (ok, took) = d.terminate();
+    let log = d.log();
+    assert!(ok, "{log}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    // the truncated JPEG is skipped, logged once, the rest keeps flowing
+    assert_eq!(log.matches("only counted").count(), 1, "corrupt frames must be logged once:\n{log}");
+    sub.wait("availability offline", Duration::from_secs(5), |m| m.topic == "test/n1/availability" && m.payload == "offline");
+}
+
+#[test]
+fn commands_are_applied_and_acknowledged() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let mut sub = Sub::new(broker.port);
+    let _d = Daemon::start(&config(broker.port, images.path(), ""));
+    sub.wait("first state", T, |m| m.topic == "test/n1/cam/state");
+
+    sub.publish("test/n1/cam/enabled/set", "OFF");
+    sub.wait("enabled OFF ack", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "OFF");
+    sub.drain(Duration::from_millis(400)); // a frame already in inference may still land
+    let states = sub.drain(Duration::from_millis(1000)).into_iter().filter(|m| m.topic == "test/n1/cam/state").count();
+    assert_eq!(states, 0, "a disabled camera must not publish states");
+    sub.publish("test/n1/cam/enabled/set", "ON");
+    sub.wait("enabled ON ack", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "ON");
+    sub.seen.clear();
+    sub.wait("states again", T, |m| m.topic == "test/n1/cam/state");
+
+    sub.publish("test/n1/cam/cat/threshold/set", "0.25");
+    sub.wait("threshold ack", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.25");
+    // the low threshold keeps "cat" ON even for the rocket photo (~0.35)
+    sub.drain(Duration::from_millis(300)); // a frame scored before the change may still land
+    let later = sub.drain(Duration::from_millis(1500));
+    assert!(later.iter().filter(|m| m.topic == "test/n1/cam/state").count() >= 3, "frames keep flowing");
+    assert!(
+        !later.iter().any(|m| m.topic == "test/n1/cam/cat" && m.payload == "OFF"),
+        "with on = 0.25 (off 0 after keeping the gap) cat must stay ON"
+    );
+    let mut late = Sub::new(broker.port);
+    late.wait("cat ON", Duration::from_secs(5), |m| m.topic == "test/n1/cam/cat" && m.payload == "ON");
+    sub.seen.clear();
+    sub.publish("test/n1/cam/cat/threshold/set", "banana");
+    let ack = sub.wait("rejected threshold ack", T, |m| m.topic == "test/n1/cam/cat/threshold");
+    assert_eq!(ack.payload, "0.25", "an invalid value is answered with the threshold in force");
+}
+
+#[test]
+fn broker_down_at_start_then_restarted_mid_run() {
+    let port = free_port();
+    let images = images_dir();
+    let mut d = Daemon::start(&config(port, images.path(), ""));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.alive(), "daemon must survive a missing broker:\n{}", d.log());
+    assert!(d.log().contains("cannot reach MQTT broker"), "{}", d.log());
+
+    let mut broker = Broker::start_on(port);
+    let mut sub = Sub::new(port);
+    sub.wait("online after broker came up", T, |m| m.topic == "test/n1/availability" && m.payload == "online");
+    sub.wait("states after broker came up", T, |m| m.topic == "test/n1/cam/state");
+
+    // kill the broker (a retained-less restart, persistence off) and bring it back
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(d.alive(), "{}", d.log());
+    broker.restart();
+    let mut sub = Sub::new(port);
+    sub.wait("availability restored", T, |m| m.topic == "test/n1/availability" && m.payload == "online");
+    // the restarted broker lost everything: a new subscriber must find it all re-published
+    std::thread::sleep(Duration::from_millis(500));
+    let mut late = Sub::new(port);
+    late.wait("availability retained", T, |m| m.topic == "test/n1/availability" && m.payload == "online" && m.retain);
+    late.wait("discovery restored", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config" && m.retain);
+    late.wait("label state restored", T, |m| m.topic == "test/n1/cam/cat" && m.retain);
+    late.wait("enabled state restored", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "ON" && m.retain);
+    assert!(d.log().contains("reconnected to MQTT broker"), "{}", d.log());
+    let (ok, took) = d.terminate();
+    assert!(ok && took < Duration::from_secs(2), "{took:?}\n{}", d.log());
+}
+
+#[test]
+fn source_failing_then_recovering() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("later");
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&config(broker.port, &images, ""));
+    sub.wait("status offline", T, |m| m.topic == "test/n1/cam/status" && m.payload == "offline");
+    assert!(d.log().contains("no image files at"), "{}", d.log());
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(fixtures().join("images/chelsea.png"), images.join("a.png")).unwrap();
+    sub.wait("status online", Duration::from_secs(40), |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+    sub.wait("state after recovery", T, |m| m.topic == "test/n1/cam/state");
+    assert!(d.alive());
+}
+
+#[test]
+fn home_assistant_restart_triggers_rediscovery() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let mut sub = Sub::new(broker.port);
+    let _d = Daemon::start(&config(broker.port, images.path(), ""));
+    sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config");
+    let n = sub.seen.iter().filter(|m| m.topic.starts_with("homeassistant/device/")).count();
+    sub.publish("homeassistant/status", "online");
+    let got = sub.drain(Duration::from_millis(3000));
+    let again = got.iter().filter(|m| m.topic.starts_with("homeassistant/device/")).count();
+    assert!(again >= 1, "discovery must be re-sent after homeassistant/status online (had {n} before)");
+}
+
+#[test]
+fn stdout_lines_without_mqtt_and_embeddings_reused() {
+    let images = images_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let text = format!(
+        "[model]\nbundle = \"{}\"\nembeddings = \"{}/e.json\"\n[output]\nstdout = true\n[[camera]]\nid = \"c\"\nsource = {{ kind = \"files\", path = \"{}/chelsea.png\" }}\n[[camera.label]]\nname = \"cat\"\n",
+        fixtures().join("tiny").display(),
+        dir.path().display(),
+        images.path().display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let bin = env!("CARGO_BIN_EXE_siglipd");
+    let o = Command::new(bin).args(["embed", "--config"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("e.json").exists());
+
+    let mut child = Command::new(bin).args(["run", "--config"]).arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    let mut kinds = vec![];
+    while kinds.len() < 2 {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+    }
+    assert!(kinds.contains(&"state".to_string()), "{kinds:?}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("computing them now"), "embeddings from `embed` must be reused: {err}");
+}
+
+#[test]
+fn stale_or_missing_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    // a bundle without text tower: copy tiny, drop the text entries
+    let b = dir.path().join("vision-only");
+    std::fs::create_dir(&b).unwrap();
+    for f in ["siglip.json", "vision_fp32.onnx", "vision_int8.onnx"] {
+        std::fs::copy(fixtures().join("tiny").join(f), b.join(f)).unwrap();
+    }
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join("siglip.json")).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("text");
+    m.as_object_mut().unwrap().remove("tokenizer");
+    std::fs::write(b.join("siglip.json"), m.to_string()).unwrap();
+    let cfg = dir.path().join("c.toml");
+    let write_cfg = |bundle: &Path| {
+        let mut f = std::fs::File::create(&cfg).unwrap();
+        write!(f, "[model]\nbundle = \"{}\"\nembeddings = \"{}/e.json\"\n[[camera]]\nid = \"c\"\nsource = {{ kind = \"files\", path = \"x\" }}\n[[camera.label]]\nname = \"cat\"\n", bundle.display(), dir.path().display()).unwrap();
+    };
+    let bin = env!("CARGO_BIN_EXE_siglipd");
+    write_cfg(&b);
+    let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not exist") && err.contains("siglipd embed"), "{err}");
+
+    // with the text tower, a stale file is recomputed and the user is told
+    write_cfg(&fixtures().join("tiny"));
+    std::fs::write(
+        dir.path().join("e.json"),
+        r#"{"format":"siglipd-embeddings","version":1,"text_model_sha256":"00","tokenizer_sha256":"00","embed_dim":32,"prompts":{}}"#,
+    )
+    .unwrap();
+    let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("is stale (made with a different text model or tokenizer)"), "{err}");
+    // and the vision-only bundle now works from the recomputed file
+    write_cfg(&b);
+    let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let bin = env!("CARGO_BIN_EXE_siglipd");
+    for (text, needle) in [
+        ("[model]\nbundle = \"x\"\ncolour = 1\n", "unknown field `colour`"),
+        ("[model]\nbundle = 3\n", "model.bundle"),
+        ("[model]\nbundle = \"/nonexistent\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\n", "no model bundle at /nonexistent"),
+        ("[model]\nbundle = \"x\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\non = 2\n", "camera[0].label[0].off"),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(78), "{text}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!err.contains("panicked"));
+    }
+    let o = Command::new(bin).args(["check-config", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config /nonexistent.toml"));
+}
