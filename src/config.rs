@@ -405,10 +405,10 @@ fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, ConfigE
     let bundle = resolve(&raw.model.bundle);
     let embeddings = match &raw.model.embeddings {
         Some(p) => resolve(p),
-        None => bundle.join("..").join(format!(
-            "{}.embeddings.json",
-            bundle.file_name().and_then(|n| n.to_str()).unwrap_or("model")
-        )),
+        None => {
+            let name = bundle.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+            bundle.parent().unwrap_or(Path::new("")).join(format!("{name}.embeddings.json"))
+        }
     };
     let model = ModelConfig { bundle, precision, embeddings };
 

@@ -21,7 +21,7 @@ use crate::embeddings::{self, LabelEmbedding};
 use crate::engine::Engine;
 use crate::model::{preprocess, Bundle};
 use crate::sink::{mqtt::Mqtt, DropQueue, Output};
-use crate::source::{self, Doorbell, Slot, SourceCtx, Status};
+use crate::source::{self, Doorbell, Payload, Slot, SourceCtx, Status};
 
 /// Unix time in seconds.
 pub fn wall_clock() -> f64 {
@@ -91,9 +91,11 @@ fn crop(img: &RgbImage, r: &[f64; 4]) -> RgbImage {
     image::imageops::crop_imm(img, x, y, cw, ch).to_image()
 }
 
-fn snapshot_jpeg(frame_bytes: &[u8], img: &RgbImage) -> Option<Vec<u8>> {
-    if frame_bytes.starts_with(&[0xFF, 0xD8]) {
-        return Some(frame_bytes.to_vec()); // already a JPEG: no re-encode
+fn snapshot_jpeg(payload: &Payload, img: &RgbImage) -> Option<Vec<u8>> {
+    if let Payload::Encoded(bytes) = payload {
+        if bytes.starts_with(&[0xFF, 0xD8]) {
+            return Some(bytes.clone()); // already a JPEG: no re-encode
+        }
     }
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(img).ok()?;
@@ -153,7 +155,11 @@ impl Inference {
             cam.counters.paused += 1;
             return;
         }
-        let img = match preprocess::decode(&frame.bytes, &frame.origin, self.engine.pre.max_pixels) {
+        let decoded = match &frame.payload {
+            Payload::Encoded(bytes) => preprocess::decode(bytes, &frame.origin, self.engine.pre.max_pixels),
+            Payload::Rgb(img) => Ok(img.clone()),
+        };
+        let img = match decoded {
             Ok(img) => img,
             Err(e) => {
                 cam.counters.failed += 1;
@@ -230,7 +236,7 @@ impl Inference {
                 let on = cam.states[j].is_on();
                 self.sinks.send(Output::Label { camera: cam.cfg.id.clone(), label: l.slug.clone(), on });
                 if change.state == Some(true) && self.snapshots {
-                    if let Some(jpeg) = snapshot_jpeg(&frame.bytes, &img) {
+                    if let Some(jpeg) = snapshot_jpeg(&frame.payload, &img) {
                         self.sinks.send(Output::Snapshot { camera: cam.cfg.id.clone(), label: l.slug.clone(), jpeg });
                     }
                 }

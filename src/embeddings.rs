@@ -141,12 +141,12 @@ pub fn load_or_embed(config: &Config, bundle: &Bundle) -> anyhow::Result<Embeddi
     };
     if b.is_none() {
         bail!(
-            "text embeddings {} {problem}, and model bundle {} has no text tower to compute them: run `siglipd embed --config <file>` where the full bundle is available and copy the file here",
+            "text embeddings file {} {problem}, and model bundle {} has no text tower to compute them: run `siglipd embed --config <file>` where the full bundle is available and copy the file here",
             path.display(),
             bundle.dir.display()
         );
     }
-    warn!(path = %path.display(), "text embeddings {problem}: computing them now with the text tower");
+    warn!("text embeddings file {} {problem}: computing it now with the text tower", path.display());
     embed(config, bundle, false)
 }
 

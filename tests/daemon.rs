@@ -200,6 +200,11 @@ fn images_dir() -> tempfile::TempDir {
 }
 
 fn config(port: u16, images: &Path, extra_camera: &str) -> String {
+    let files = format!("{{ kind = \"files\", path = \"{}\", loop = true }}", images.display());
+    config_with_source(port, &files, extra_camera)
+}
+
+fn config_with_source(port: u16, source: &str, extra_camera: &str) -> String {
     format!(
         r#"
 [model]
@@ -215,7 +220,7 @@ node_id = "n1"
 [[camera]]
 id = "cam"
 name = "Test camera"
-source = {{ kind = "files", path = "{images}", loop = true }}
+source = {source}
 interval_s = 0.15
 {extra_camera}
 
@@ -229,7 +234,6 @@ name = "A rocket!"
 on = 0.9
 "#,
         bundle = fixtures().join("tiny").display(),
-        images = images.display(),
     )
 }
 
@@ -287,6 +291,12 @@ fn publishes_availability_discovery_states_and_events() {
     }
     late.wait("retained threshold", Duration::from_secs(5), |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.9");
 
+    // let the camera go round its folder twice (it includes a corrupt JPEG)
+    sub.seen.clear();
+    for i in 0..6 {
+        sub.wait(&format!("state {i}"), T, |m| m.topic == "test/n1/cam/state");
+        sub.seen.clear();
+    }
     assert!(d.alive());
     let (ok, took) = d.terminate();
     let log = d.log();
@@ -455,7 +465,7 @@ fn stale_or_missing_embeddings() {
     let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(o.status.code(), Some(78));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("does not exist") && err.contains("siglipd embed"), "{err}");
+    assert!(err.contains("text embeddings file") && err.contains("does not exist") && err.contains("siglipd embed"), "{err}");
 
     // with the text tower, a stale file is recomputed and the user is told
     write_cfg(&fixtures().join("tiny"));
@@ -495,4 +505,55 @@ fn config_errors_name_the_key() {
     let o = Command::new(bin).args(["check-config", "--config", "/nonexistent.toml"]).output().unwrap();
     assert_eq!(o.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read config /nonexistent.toml"));
+}
+
+#[test]
+fn command_source_reads_mjpeg_and_its_watchdog_restarts_a_stalled_process() {
+    let broker = Broker::start();
+    let jpeg = fixtures().join("images/rocket.jpg");
+    // two frames, then silence: the watchdog (1 s) must kill and respawn the process
+    let script = format!("cat '{0}' '{0}'; sleep 30", jpeg.display());
+    let source = format!("{{ kind = \"command\", program = \"sh\", args = [\"-c\", \"{script}\"] }}");
+    let mut sub = Sub::new(broker.port);
+    let d = Daemon::start(&config_with_source(broker.port, &source, "watchdog_s = 1.0"));
+    sub.wait("state from the MJPEG stream", T, |m| m.topic == "test/n1/cam/state");
+    sub.wait("online", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+    sub.wait("offline by watchdog", T, |m| m.topic == "test/n1/cam/status" && m.payload == "offline");
+    sub.seen.clear();
+    sub.wait("online again after respawn", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+    assert!(d.log().contains("watchdog"), "{}", d.log());
+}
+
+#[test]
+fn http_source_polls_a_snapshot_url() {
+    use std::io::{Read, Write as _};
+    let broker = Broker::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let jpeg = std::fs::read(fixtures().join("images/coins.jpg")).unwrap();
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let h = healthy.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(500) {
+            let Ok(mut c) = conn else { continue };
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req);
+            if h.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len());
+                let _ = c.write_all(&jpeg);
+            } else {
+                let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    let source = format!("{{ kind = \"http\", url = \"http://127.0.0.1:{port}/snapshot.jpg\", timeout_s = 2 }}");
+    let mut sub = Sub::new(broker.port);
+    let d = Daemon::start(&config_with_source(broker.port, &source, ""));
+    sub.wait("state from HTTP", T, |m| m.topic == "test/n1/cam/state");
+    healthy.store(false, std::sync::atomic::Ordering::Relaxed);
+    sub.wait("offline on HTTP 500", T, |m| m.topic == "test/n1/cam/status" && m.payload == "offline");
+    assert!(d.log().contains("500"), "{}", d.log());
+    healthy.store(true, std::sync::atomic::Ordering::Relaxed);
+    sub.seen.clear();
+    sub.wait("online again", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
 }

@@ -132,6 +132,13 @@ impl Mqtt {
     pub async fn shutdown(self, timeout: Duration) {
         let s = &self.shared;
         s.shutting_down.store(true, Ordering::Relaxed);
+        if !s.connected.load(Ordering::Relaxed) {
+            // nothing to flush and nobody to tell: the broker has our retained `offline` will
+            for t in self.tasks {
+                t.abort();
+            }
+            return;
+        }
         // let the publisher flush what inference produced last
         let _ = tokio::time::timeout(timeout / 3, async {
             while !self.queue.is_empty() && s.connected.load(Ordering::Relaxed) {

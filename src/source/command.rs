@@ -3,13 +3,14 @@
 //! (`ffmpeg -i rtsp://… -f mjpeg -`) are read. A watchdog kills and respawns a process that
 //! stops sending frames; a process that exits is respawned with capped backoff.
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::mjpeg::Splitter;
-use super::{Backoff, Frame, SourceCtx, StatusTracker};
+use super::{Backoff, Frame, Payload, SourceCtx, StatusTracker};
 
 pub fn run(program: &str, args: &[String], ctx: SourceCtx) {
     let mut status = StatusTracker::new(ctx.clone());
@@ -44,6 +45,8 @@ fn run_once(
 ) -> Result<Option<String>, String> {
     let mut child: Child = Command::new(program)
         .args(args)
+        // own process group, so the watchdog can kill the whole pipeline (`sh -c "a | b"`)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -65,7 +68,7 @@ fn run_once(
                     Ok(n) => {
                         for bytes in splitter.push(&buf[..n]) {
                             last.store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                            slot.put(Frame { bytes, origin: origin.clone(), at: Instant::now() });
+                            slot.put(Frame { payload: Payload::Encoded(bytes), origin: origin.clone(), at: Instant::now() });
                         }
                     }
                 }
@@ -89,8 +92,12 @@ fn run_once(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // SAFETY: plain kill(2) on the process group we created above
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let _ = child.kill();
     let _ = child.wait();
-    let _ = reader.join();
+    // the reader ends when the pipe closes; not joined, so a stray grandchild holding the pipe
+    // open cannot stall the restart
+    drop(reader);
     Ok(result)
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Backoff, Frame, SourceCtx, StatusTracker};
+use super::{Backoff, Frame, Payload, SourceCtx, StatusTracker};
 
 const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "jfif"];
 
@@ -58,7 +58,7 @@ pub fn run(pattern: &str, looping: bool, ctx: SourceCtx) {
             match std::fs::read(&file) {
                 Ok(bytes) => {
                     status.online();
-                    ctx.slot.put(Frame { bytes, origin: file.display().to_string(), at: Instant::now() });
+                    ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: file.display().to_string(), at: Instant::now() });
                 }
                 // A file that vanished between listing and reading is not a source failure.
                 Err(e) => tracing::debug!(camera = %ctx.camera, "cannot read {}: {e}", file.display()),

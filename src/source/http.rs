@@ -2,7 +2,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use super::{Backoff, Frame, SourceCtx, StatusTracker};
+use super::{Backoff, Frame, Payload, SourceCtx, StatusTracker};
 
 /// Bounds a snapshot's size: no camera snapshot is near this, a misconfigured URL might be.
 const MAX_SNAPSHOT_BYTES: u64 = 32 << 20;
@@ -31,7 +31,7 @@ pub fn run(url: &str, timeout: Duration, ctx: SourceCtx) {
             Ok(bytes) => {
                 status.online();
                 backoff.reset();
-                ctx.slot.put(Frame { bytes, origin: url.to_string(), at: Instant::now() });
+                ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: url.to_string(), at: Instant::now() });
                 ctx.interval.saturating_sub(started.elapsed())
             }
             Err(e) => {

@@ -10,15 +10,24 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CameraConfig, SourceConfig};
 
+pub mod camera;
 pub mod command;
 pub mod files;
 pub mod http;
 pub mod mjpeg;
 
-/// Encoded image bytes (JPEG, PNG, …) as the source delivered them.
+/// A frame as the source delivered it.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Encoded image bytes (JPEG, PNG, …): files, HTTP snapshots, MJPEG streams.
+    Encoded(Vec<u8>),
+    /// Already decoded (a YUYV camera).
+    Rgb(image::RgbImage),
+}
+
 #[derive(Debug, Clone)]
 pub struct Frame {
-    pub bytes: Vec<u8>,
+    pub payload: Payload,
     /// For messages: which file or URL this came from.
     pub origin: String,
     pub at: Instant,
@@ -180,16 +189,8 @@ pub fn spawn(cam: &CameraConfig, ctx: SourceCtx) -> std::io::Result<std::thread:
         SourceConfig::Files { pattern, looping } => files::run(&pattern, looping, ctx),
         SourceConfig::Http { url, timeout } => http::run(&url, timeout, ctx),
         SourceConfig::Command { program, args } => command::run(&program, &args, ctx),
-        SourceConfig::Camera { device, min_side } => camera_unavailable(device, min_side, ctx),
+        SourceConfig::Camera { device, min_side } => camera::run(device, min_side, ctx),
     })
-}
-
-fn camera_unavailable(device: u32, _min_side: u32, ctx: SourceCtx) {
-    let mut status = StatusTracker::new(ctx.clone());
-    status.offline(format!(
-        "V4L2 camera {device}: this build has no camera support; read the camera through a command source instead (ffmpeg -f v4l2 -i /dev/video{device} -f mjpeg -)"
-    ));
-    while ctx.sleep(Duration::from_secs(60)) {}
 }
 
 #[cfg(test)]
@@ -200,9 +201,9 @@ mod tests {
     fn slot_keeps_latest_and_counts_drops() {
         let slot = Slot::new(Arc::new(Doorbell::default()));
         for i in 0..3u8 {
-            slot.put(Frame { bytes: vec![i], origin: String::new(), at: Instant::now() });
+            slot.put(Frame { payload: Payload::Encoded(vec![i]), origin: String::new(), at: Instant::now() });
         }
-        assert_eq!(slot.take().unwrap().bytes, vec![2]);
+        assert!(matches!(slot.take().unwrap().payload, Payload::Encoded(b) if b == vec![2]));
         assert!(slot.take().is_none());
         assert_eq!(slot.dropped.load(Ordering::Relaxed), 2);
         assert_eq!(slot.received.load(Ordering::Relaxed), 3);
