@@ -389,3 +389,37 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_regions_are_fractions_clamped_to_the_frame() {
+        let img = RgbImage::from_fn(100, 50, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let c = crop(&img, &[0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(c.dimensions(), (50, 50));
+        assert_eq!(c.get_pixel(0, 0).0, [50, 0, 0]);
+        let tiny = crop(&img, &[0.999, 0.999, 0.001, 0.001]);
+        assert_eq!(tiny.dimensions(), (1, 1));
+    }
+
+    #[test]
+    fn change_gate_measures_thumbnail_difference() {
+        let a = thumbnail(&RgbImage::from_pixel(64, 48, image::Rgb([100, 100, 100])));
+        let b = thumbnail(&RgbImage::from_pixel(64, 48, image::Rgb([151, 151, 151])));
+        assert_eq!(mean_abs_diff(&a, &a), 0.0);
+        assert!((mean_abs_diff(&a, &b) - 0.2).abs() < 0.01);
+    }
+
+    #[test]
+    fn negatives_damp_a_label() {
+        let cal = Calibration::from_log_scale(10f32.ln(), 0.0);
+        let img = [1.0, 0.0];
+        let plain = LabelEmbedding { positive: vec![1.0, 0.0], negatives: vec![] };
+        let damped = LabelEmbedding { positive: vec![1.0, 0.0], negatives: vec![vec![1.0, 0.0]] };
+        let p = label_score(&cal, &img, &plain);
+        assert!((p - sigmoid(10.0)).abs() < 1e-6);
+        assert!((label_score(&cal, &img, &damped) - p * (1.0 - p)).abs() < 1e-6);
+    }
+}

@@ -70,6 +70,7 @@ impl Drop for Broker {
 struct Msg {
     topic: String,
     payload: String,
+    raw: Vec<u8>,
     retain: bool,
 }
 
@@ -91,7 +92,7 @@ impl Sub {
             for ev in conn.iter() {
                 match ev {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let m = Msg { topic: p.topic.clone(), payload: String::from_utf8_lossy(&p.payload).into(), retain: p.retain };
+                        let m = Msg { topic: p.topic.clone(), payload: String::from_utf8_lossy(&p.payload).into(), raw: p.payload.to_vec(), retain: p.retain };
                         if tx.send(m).is_err() {
                             return;
                         }
@@ -556,4 +557,69 @@ fn http_source_polls_a_snapshot_url() {
     healthy.store(true, std::sync::atomic::Ordering::Relaxed);
     sub.seen.clear();
     sub.wait("online again", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+}
+
+fn sh(dir: &Path, script: &str) {
+    let o = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn tls_with_client_certificate_and_password_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // a throwaway CA, a server cert for 127.0.0.1 and a client cert (openssl CLI)
+    sh(d, "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=siglipd-test-ca 2>/dev/null \
+        && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null \
+        && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext \
+        && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext 2>/dev/null \
+        && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=siglipd 2>/dev/null \
+        && printf 'basicConstraints=CA:FALSE\\n' > client.ext \
+        && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext 2>/dev/null \
+        && mosquitto_passwd -b -c pw siglipd s3cret && chmod 0700 pw");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = d.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings true\npersistence false\n{user}\
+             listener {tls_port} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key\nrequire_certificate true\nallow_anonymous false\npassword_file {0}/pw\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            d.display(),
+            // mosquitto started as root switches to its own user, which cannot read our temp dir
+            user = if running_as_root() { "user root\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()).expect("mosquitto");
+    let mut broker = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", plain_port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto (TLS) did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut sub = Sub::new(plain_port);
+    let images = images_dir();
+    let cfg = config(tls_port, images.path(), "").replace(
+        "node_id = \"n1\"",
+        &format!(
+            "node_id = \"n1\"\nusername = \"siglipd\"\npassword = \"s3cret\"\nsnapshots = true\n[mqtt.tls]\nca_file = \"{0}/ca.crt\"\nclient_cert = \"{0}/client.crt\"\nclient_key = \"{0}/client.key\"",
+            d.display()
+        ),
+    );
+    let daemon = Daemon::start(&cfg);
+    sub.wait("online over TLS", T, |m| m.topic == "test/n1/availability" && m.payload == "online");
+    sub.wait("state over TLS", T, |m| m.topic == "test/n1/cam/state");
+    // the snapshot is the JPEG/PNG frame that turned the label ON, re-encoded as JPEG if needed
+    let snap = sub.wait("snapshot", T, |m| m.topic == "test/n1/cam/cat/snapshot");
+    assert!(snap.raw.starts_with(&[0xFF, 0xD8]) && snap.raw.ends_with(&[0xFF, 0xD9]), "snapshot is not a JPEG");
+    image::load_from_memory(&snap.raw).expect("snapshot decodes");
+    assert!(daemon.log().contains("connected to MQTT broker"), "{}", daemon.log());
+    drop(daemon);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
