@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(c) => (load_config(&c).and_then(|cfg| daemon::run(cfg).map(|()| ExitCode::SUCCESS)), EXIT_CONFIG),
         Command::Embed(c) => (embed(&c), EXIT_CONFIG),
         Command::CheckConfig(c) => (check_config(&c), EXIT_CONFIG),
+        Command::Serve(a) => (serve(a), EXIT_USAGE),
     };
     match result {
         Ok(code) => code,
@@ -56,6 +57,17 @@ fn embed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open(&config.model.bundle)?;
     let file = embeddings::embed(&config, &bundle, std::io::stderr().is_terminal())?;
     println!("wrote {} prompt embeddings to {}", file.prompts.len(), config.model.embeddings.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(a: crate::cli::ServeArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Bundle::open(&a.model)?;
+    let limits = crate::http::Limits {
+        max_upload_bytes: a.max_upload_mib.max(1) << 20,
+        max_labels: a.max_labels.max(1),
+        ..Default::default()
+    };
+    crate::http::serve(bundle, a.precision, a.bind, a.token, limits)?;
     Ok(ExitCode::SUCCESS)
 }
 

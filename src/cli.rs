@@ -30,6 +30,30 @@ pub enum Command {
     Embed(ConfigArg),
     /// Validate a config file (and its model bundle and embeddings) without running
     CheckConfig(ConfigArg),
+    /// Serve the demo web page and JSON API for one model (no cameras)
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Model bundle directory (with siglip.json)
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Address to listen on; a non-loopback address requires --token
+    #[arg(long, default_value = "127.0.0.1:7860")]
+    pub bind: std::net::SocketAddr,
+    /// Bearer token required on /api and /metrics (or SIGLIPD_TOKEN)
+    #[arg(long, env = "SIGLIPD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Default vision precision for requests that do not pick one
+    #[arg(long, default_value = "auto", value_parser = parse_precision)]
+    pub precision: PrecisionChoice,
+    /// Largest upload accepted, in MiB
+    #[arg(long, default_value_t = 20)]
+    pub max_upload_mib: usize,
+    /// Most labels per request
+    #[arg(long, default_value_t = 100)]
+    pub max_labels: usize,
 }
 
 #[derive(Debug, clap::Args)]

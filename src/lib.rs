@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod decide;
 pub mod embeddings;
 pub mod engine;
+pub mod http;
 pub mod labels;
 pub mod logging;
 pub mod model;

@@ -1,0 +1,164 @@
+//! The HTTP API in-process (tower `oneshot` against the axum router) with the tiny bundle:
+//! same scores as `siglipd classify --json`, bounded and clear on bad input, token enforced.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use siglipd::http::{check_bind, router, Classifier, Limits};
+use siglipd::model::{Bundle, PrecisionChoice};
+use tower::ServiceExt;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn app(token: Option<&str>, limits: Limits) -> axum::Router {
+    let bundle = Bundle::open(&fixtures().join("tiny")).unwrap();
+    let c = Arc::new(Classifier::start(bundle, PrecisionChoice::Auto, &limits).unwrap());
+    router(c, limits, token.map(str::to_string))
+}
+
+fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "XsiglipdX";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if *name == "image" {
+            body.extend_from_slice(b"Content-Disposition: form-data; name=\"image\"; filename=\"x\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+        } else {
+            body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+        }
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), text)
+}
+
+fn classify_req(fields: &[(&str, &[u8])], token: Option<&str>) -> Request<Body> {
+    let (ctype, body) = multipart(fields);
+    let mut b = Request::post("/api/classify").header("content-type", ctype);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+#[tokio::test]
+async fn page_info_and_health() {
+    let app = app(None, Limits::default());
+    let (s, _, html) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("id=\"labels\"") && html.contains("This is a photo of {}."));
+    assert!(!html.contains("https://"), "the page must not load anything from the internet");
+    let (s, info, _) = send(&app, Request::get("/api/info").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(info["precisions"], serde_json::json!(["fp32", "int8"]));
+    assert_eq!(info["default_precision"], "fp32");
+    let (s, _, body) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok\n"));
+}
+
+#[tokio::test]
+async fn classify_matches_the_cli() {
+    let app = app(None, Limits::default());
+    let img = fixtures().join("images/rocket.jpg");
+    let bytes = std::fs::read(&img).unwrap();
+    let (s, v, text) = send(&app, classify_req(&[("image", &bytes), ("labels", b"cat, rocket, a cup of coffee"), ("precision", b"fp32")], None)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_siglipd"))
+        .args(["-q", "classify", "--model"])
+        .arg(fixtures().join("tiny"))
+        .args(["--labels", "cat, rocket, a cup of coffee", "--precision", "fp32", "--json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(v[0]["scores"], cli[0]["scores"], "API and CLI must give the same scores in the same order");
+
+    // JSON with a base64 data URL gives the same answer
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let body = serde_json::json!({"image": format!("data:image/jpeg;base64,{b64}"), "labels": "cat, rocket, a cup of coffee"});
+    let req = Request::post("/api/classify").header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+    let (s, v2, _) = send(&app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v2[0]["scores"], cli[0]["scores"]);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx_and_the_server_keeps_serving() {
+    let limits = Limits { max_upload_bytes: 200_000, ..Limits::default() };
+    let app = app(None, limits);
+    let good = std::fs::read(fixtures().join("images/rocket.jpg")).unwrap();
+    let truncated = std::fs::read(fixtures().join("images/truncated.jpg")).unwrap();
+    let thousand: String = (0..1000).map(|i| format!("l{i}")).collect::<Vec<_>>().join(",");
+    let big = vec![0u8; 300_000];
+    let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
+        (vec![("image", b"hello, not an image"), ("labels", b"cat")], StatusCode::BAD_REQUEST, "not a supported image"),
+        (vec![("image", &truncated), ("labels", b"cat")], StatusCode::BAD_REQUEST, "cannot decode"),
+        (vec![("image", &good), ("labels", b" ")], StatusCode::BAD_REQUEST, "no labels given"),
+        (vec![("image", &good), ("labels", b"cat,,dog")], StatusCode::BAD_REQUEST, "label 2 is blank"),
+        (vec![("image", &good), ("labels", thousand.as_bytes())], StatusCode::BAD_REQUEST, "too many labels: 1000"),
+        (vec![("labels", b"cat")], StatusCode::BAD_REQUEST, "no image uploaded"),
+        (vec![("image", &good), ("labels", b"cat"), ("template", b"no placeholder")], StatusCode::BAD_REQUEST, "placeholder"),
+        (vec![("image", &good), ("labels", b"cat"), ("precision", b"fp16")], StatusCode::BAD_REQUEST, "unknown precision"),
+        (vec![("image", &big), ("labels", b"cat")], StatusCode::PAYLOAD_TOO_LARGE, ""),
+    ];
+    for (fields, status, needle) in cases {
+        let (s, v, text) = send(&app, classify_req(&fields, None)).await;
+        assert_eq!(s, status, "{needle}: {text}");
+        assert!(v["error"].as_str().unwrap_or(&text).contains(needle), "{needle}: {text}");
+    }
+    let (s, _, _) = send(&app, Request::post("/api/classify").header("content-type", "text/plain").body(Body::from("x")).unwrap()).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // still serving
+    let (s, _, text) = send(&app, classify_req(&[("image", &good), ("labels", b"cat")], None)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+}
+
+#[tokio::test]
+async fn token_is_required_when_set() {
+    let app = app(Some("s3cret"), Limits::default());
+    let good = std::fs::read(fixtures().join("images/rocket.jpg")).unwrap();
+    let (s, v, _) = send(&app, classify_req(&[("image", &good), ("labels", b"cat")], None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["error"].as_str().unwrap().contains("token"));
+    let (s, _, _) = send(&app, classify_req(&[("image", &good), ("labels", b"cat")], Some("wrong"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(&app, classify_req(&[("image", &good), ("labels", b"cat")], Some("s3cret"))).await;
+    assert_eq!(s, StatusCode::OK);
+    // the page itself loads without a token, so it can ask for one
+    let (s, _, _) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    assert!(check_bind(&"0.0.0.0:7860".parse().unwrap(), None).is_err());
+    assert!(check_bind(&"0.0.0.0:7860".parse().unwrap(), Some("t")).is_ok());
+    assert!(check_bind(&"127.0.0.1:7860".parse().unwrap(), None).is_ok());
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = app(None, Limits::default());
+    let good = std::fs::read(fixtures().join("images/rocket.jpg")).unwrap();
+    send(&app, classify_req(&[("image", &good), ("labels", b"cat")], None)).await;
+    send(&app, classify_req(&[("image", b"nope"), ("labels", b"cat")], None)).await;
+    let (s, _, text) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("siglipd_http_classify_requests_total 2"), "{text}");
+    assert!(text.contains("siglipd_http_classify_failed_total 1"), "{text}");
+    assert!(text.contains("siglipd_http_classify_seconds_count 1"), "{text}");
+    assert!(text.contains("siglipd_http_classify_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
+}
