@@ -75,7 +75,8 @@ fn label_score(cal: &Calibration, img: &[f32], l: &LabelEmbedding) -> f32 {
 
 /// 32×32 grayscale thumbnail for change gating.
 fn thumbnail(img: &RgbImage) -> Vec<u8> {
-    image::imageops::thumbnail(&image::DynamicImage::ImageRgb8(img.clone()).to_luma8(), 32, 32).into_raw()
+    // grayscale straight from the borrowed frame: no copy of the full image per gated frame
+    image::imageops::thumbnail(&image::imageops::grayscale(img), 32, 32).into_raw()
 }
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::classify::{rank, LabelScore};
 use crate::engine::TextSide;
-use crate::labels::{parse_list, Template, DEFAULT_TEMPLATE};
+use crate::labels::{parse_list, LabelError, Template, DEFAULT_TEMPLATE};
 use crate::model::{preprocess, Bundle, Precision, PrecisionChoice, Preprocessor, Tower, VisionEncoder};
 
 const PAGE: &str = include_str!("page.html");
@@ -317,7 +317,7 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
     }
     let labels = parse_list(fields.labels.as_deref().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
     if labels.len() > s.limits.max_labels {
-        return Err(bad(format!("too many labels: {} (at most {})", labels.len(), s.limits.max_labels)));
+        return Err(bad(LabelError::TooMany { count: labels.len(), max: s.limits.max_labels }.to_string()));
     }
     let template = match fields.template.as_deref().map(str::trim) {
         None | Some("") => Template::new(DEFAULT_TEMPLATE).expect("valid default"),
