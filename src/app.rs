@@ -67,7 +67,15 @@ fn serve(a: crate::cli::ServeArgs) -> anyhow::Result<ExitCode> {
         max_labels: a.max_labels.max(1),
         ..Default::default()
     };
-    crate::http::serve(bundle, a.precision, a.bind, a.token, limits)?;
+    crate::http::check_bind(&a.bind, a.token.as_deref())?;
+    anyhow::ensure!(
+        bundle.has_text(),
+        "model bundle {} has no text tower: the page needs one to score typed labels",
+        bundle.dir.display()
+    );
+    let mut engine = crate::engine::Engine::load(bundle, a.precision, true)?;
+    engine.pre.max_pixels = limits.max_pixels;
+    crate::http::serve(engine, a.bind, a.token, limits)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -150,4 +158,13 @@ fn write_table(out: &mut impl Write, results: &[ImageResult], precision: &str) -
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (the async part of every long-running command).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    }
 }

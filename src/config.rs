@@ -36,6 +36,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     output: RawOutput,
+    #[serde(default)]
+    http: Option<RawHttp>,
     #[serde(default, rename = "camera")]
     cameras: Vec<RawCamera>,
 }
@@ -48,6 +50,35 @@ struct RawModel {
     precision: String,
     #[serde(default)]
     embeddings: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default = "default_bind")]
+    bind: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    demo: bool,
+    #[serde(default = "default_upload_mib")]
+    max_upload_mib: f64,
+    #[serde(default = "default_max_labels")]
+    max_labels: usize,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:7860".into()
+}
+
+fn default_upload_mib() -> f64 {
+    20.0
+}
+
+fn default_max_labels() -> usize {
+    100
 }
 
 fn default_precision() -> String {
@@ -263,7 +294,19 @@ pub struct Config {
     pub model: ModelConfig,
     pub mqtt: Option<MqttConfig>,
     pub stdout: bool,
+    pub http: Option<HttpConfig>,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// The web page + API started by `run` (only when the config has an `[http]` section).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub bind: std::net::SocketAddr,
+    pub token: Option<String>,
+    /// Allow ad-hoc uploads on the page (loads the text tower on first use).
+    pub demo: bool,
+    pub max_upload_bytes: usize,
+    pub max_labels: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -603,7 +646,48 @@ fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, ConfigE
             labels,
         });
     }
-    Ok(Config { origin: origin.into(), model, mqtt, stdout: raw.output.stdout, cameras })
+    let http = match raw.http {
+        None => None,
+        Some(h) => {
+            let bind: std::net::SocketAddr = h.bind.parse().map_err(|_| {
+                invalid("http.bind".into(), format!("{:?} is not an address:port", h.bind), Some("e.g. \"127.0.0.1:7860\" or \"0.0.0.0:7860\""))
+            })?;
+            let token = match (h.token, h.token_file) {
+                (Some(_), Some(_)) => return Err(invalid("http.token".into(), "and http.token_file are both set".into(), None)),
+                (Some(t), None) => Some(t),
+                (None, Some(f)) => {
+                    let f = resolve(&f);
+                    let t = std::fs::read_to_string(&f)
+                        .map_err(|e| invalid("http.token_file".into(), format!("cannot read {}: {e}", f.display()), None))?;
+                    Some(t)
+                }
+                (None, None) => None,
+            }
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+            if !bind.ip().is_loopback() && token.is_none() {
+                return Err(invalid(
+                    "http.bind".into(),
+                    format!("is {bind}, off this machine, without an access token"),
+                    Some("set http.token or http.token_file; cameras are private"),
+                ));
+            }
+            if !(h.max_upload_mib > 0.0 && h.max_upload_mib <= 1024.0) {
+                return Err(invalid("http.max_upload_mib".into(), format!("is {}, must be in (0, 1024]", h.max_upload_mib), None));
+            }
+            if h.max_labels == 0 {
+                return Err(invalid("http.max_labels".into(), "must be at least 1".into(), None));
+            }
+            Some(HttpConfig {
+                bind,
+                token,
+                demo: h.demo,
+                max_upload_bytes: (h.max_upload_mib * 1024.0 * 1024.0) as usize,
+                max_labels: h.max_labels,
+            })
+        }
+    };
+    Ok(Config { origin: origin.into(), model, mqtt, stdout: raw.output.stdout, http, cameras })
 }
 
 impl Config {

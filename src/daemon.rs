@@ -5,6 +5,7 @@
 //! of each due camera, so a slow model or broker never builds a backlog.
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +15,14 @@ use serde_json::json;
 use tracing::{debug, error, info, warn};
 
 use crate::classify::{dot, sigmoid, Calibration};
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, Config, HttpConfig};
 use crate::control::Controls;
 use crate::decide::{EventKind, LabelState};
 use crate::embeddings::{self, LabelEmbedding};
 use crate::engine::Engine;
 use crate::model::{preprocess, Bundle};
 use crate::sink::{mqtt::Mqtt, DropQueue, Output};
+use crate::live::{Live, LiveCamera};
 use crate::source::{self, Doorbell, Payload, Slot, SourceCtx, Status};
 
 /// Unix time in seconds.
@@ -43,15 +45,6 @@ impl Sinks {
     }
 }
 
-/// Per-camera counters, logged periodically instead of per-frame lines.
-#[derive(Default, Debug, Clone, Copy)]
-struct Counters {
-    processed: u64,
-    unchanged: u64,
-    failed: u64,
-    paused: u64,
-}
-
 struct CameraRun {
     cfg: CameraConfig,
     slot: Arc<Slot>,
@@ -60,7 +53,8 @@ struct CameraRun {
     due: Instant,
     last_thumb: Option<Vec<u8>>,
     last_run: Option<Instant>,
-    counters: Counters,
+    /// What the web page and /metrics see; counters live there.
+    live: Arc<LiveCamera>,
     error_kinds_seen: HashSet<String>,
     published_initial: bool,
 }
@@ -112,12 +106,20 @@ struct Inference {
     controls: Arc<Controls>,
     snapshots: bool,
     pixels: Vec<f32>,
+    live: Arc<Live>,
+    /// Uploads from the web page, run between frames.
+    jobs: Option<Receiver<crate::http::Job>>,
 }
 
 impl Inference {
     fn run(mut self) {
         let mut last_report = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
+            self.live.beat();
+            // at most one upload per turn, so the page cannot starve the cameras
+            if let Some(job) = self.jobs.as_ref().and_then(|rx| rx.try_recv().ok()) {
+                job.run(&mut self.engine);
+            }
             let now = Instant::now();
             let next = (0..self.cams.len()).find(|&i| self.cams[i].due <= now && self.cams[i].slot.has_frame());
             match next {
@@ -137,9 +139,10 @@ impl Inference {
             if last_report.elapsed() >= Duration::from_secs(60) {
                 last_report = Instant::now();
                 for c in &self.cams {
-                    let dropped = c.slot.dropped.load(Ordering::Relaxed);
-                    info!(camera = %c.cfg.id, processed = c.counters.processed, unchanged = c.counters.unchanged,
-                        failed = c.counters.failed, paused = c.counters.paused, stale_dropped = dropped, "camera counters");
+                    let n = &c.live.counters;
+                    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                    info!(camera = %c.cfg.id, processed = ld(&n.processed), unchanged = ld(&n.unchanged),
+                        failed = ld(&n.failed), paused = ld(&n.paused), stale_dropped = ld(&c.slot.dropped), "camera counters");
                 }
             }
         }
@@ -150,10 +153,12 @@ impl Inference {
         let ctrl = &self.controls.cameras[i];
         let cam = &mut self.cams[i];
         let Some(frame) = cam.slot.take() else { return };
+        let counters = &cam.live.counters;
+        counters.dropped.store(cam.slot.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         let now = Instant::now();
         cam.due = now + cam.cfg.interval;
         if !ctrl.enabled() {
-            cam.counters.paused += 1;
+            counters.paused.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let decoded = match &frame.payload {
@@ -163,7 +168,7 @@ impl Inference {
         let img = match decoded {
             Ok(img) => img,
             Err(e) => {
-                cam.counters.failed += 1;
+                counters.failed.fetch_add(1, Ordering::Relaxed);
                 // log each kind of failure once per camera, then only count it
                 let kind = e.to_string().split(':').next().unwrap_or_default().to_string();
                 if cam.error_kinds_seen.insert(kind) {
@@ -179,7 +184,7 @@ impl Inference {
             let forced = cam.last_run.is_none_or(|t| now.duration_since(t) >= gate.force_every);
             if let (Some(prev), false) = (&cam.last_thumb, forced) {
                 if mean_abs_diff(prev, &thumb) < gate.threshold {
-                    cam.counters.unchanged += 1;
+                    counters.unchanged.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
@@ -203,7 +208,7 @@ impl Inference {
             let emb = match self.engine.vision.embed(&self.pixels) {
                 Ok(e) => e,
                 Err(e) => {
-                    cam.counters.failed += 1;
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
                     error!(camera = %cam.cfg.id, "inference failed: {e}");
                     return;
                 }
@@ -213,9 +218,11 @@ impl Inference {
                 *s = s.max(label_score(&cal, &emb, l));
             }
         }
-        let infer_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let infer_s = started.elapsed().as_secs_f64();
+        let infer_ms = infer_s * 1000.0;
+        self.live.inference_seconds.observe(infer_s);
         cam.last_run = Some(now);
-        cam.counters.processed += 1;
+        counters.processed.fetch_add(1, Ordering::Relaxed);
         let wall = wall_clock();
 
         let mut ranked: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
@@ -229,7 +236,7 @@ impl Inference {
             cam.cfg.labels.iter().zip(&scores).map(|(l, s)| (l.name.clone(), json!(s))).collect();
         let state = json!({"ts": wall, "top": top, "scores": by_label, "infer_ms": (infer_ms * 10.0).round() / 10.0});
         debug!(camera = %cam.cfg.id, infer_ms, frame = %frame.origin, "frame scored");
-        self.sinks.send(Output::State { camera: cam.cfg.id.clone(), json: state });
+        self.sinks.send(Output::State { camera: cam.cfg.id.clone(), json: state.clone() });
 
         for (j, l) in cam.cfg.labels.iter().enumerate() {
             let (_, change) = cam.states[j].update(scores[j], ctrl.thresholds(j), now, wall);
@@ -261,6 +268,8 @@ impl Inference {
             }
         }
         cam.published_initial = true;
+        // moved, not copied: the web server encodes it only if someone looks
+        cam.live.update(state, cam.states.iter().map(LabelState::is_on).collect(), frame.payload);
     }
 }
 
@@ -279,6 +288,48 @@ pub fn prepare(config: &Config) -> anyhow::Result<(Engine, Vec<Vec<LabelEmbeddin
     Ok((engine, labels))
 }
 
+/// Starts the web page + API on the daemon's runtime. A port that cannot be bound is logged
+/// and the daemon runs on without it (MQTT is the main job). Returns the upload queue the
+/// inference thread serves, if uploads are on.
+fn start_http(
+    h: &HttpConfig,
+    engine: &Engine,
+    rt: &tokio::runtime::Runtime,
+    live: &Arc<Live>,
+    controls: &Arc<Controls>,
+    bell: &Arc<Doorbell>,
+) -> Option<Receiver<crate::http::Job>> {
+    let limits = crate::http::Limits { max_upload_bytes: h.max_upload_bytes, max_labels: h.max_labels, ..Default::default() };
+    let (classifier, jobs) = if h.demo && engine.bundle.has_text() {
+        let (c, rx) = crate::http::Classifier::attach(engine, &limits, Some(bell.clone()));
+        (Some(Arc::new(c)), Some(rx))
+    } else {
+        if h.demo {
+            warn!("the model bundle has no text tower: the web page shows the cameras but cannot score uploads");
+        }
+        (None, None)
+    };
+    let app = crate::http::router(crate::http::Api {
+        classifier,
+        limits,
+        token: h.token.clone(),
+        live: Some(live.clone()),
+        controls: Some(controls.clone()),
+    });
+    let addr = h.bind;
+    rt.spawn(async move {
+        match crate::http::bind(addr).await {
+            Ok(listener) => {
+                if let Err(e) = axum::serve(listener, app).await {
+                    error!("web server stopped: {e}");
+                }
+            }
+            Err(e) => error!("web page disabled: {e:#} (http.bind; the daemon keeps running)"),
+        }
+    });
+    jobs
+}
+
 /// Runs until SIGTERM/SIGINT. Returns when everything is stopped.
 pub fn run(config: Config) -> anyhow::Result<()> {
     info!(config = %config.origin, cameras = config.cameras.len(), "starting siglipd");
@@ -291,6 +342,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let controls = Arc::new(Controls::new(&config.cameras));
+    let live = Arc::new(Live::new(&config.cameras));
 
     let mut sinks = Sinks::default();
     let mqtt = match &config.mqtt {
@@ -298,6 +350,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let _guard = rt.enter();
             let mqtt = Mqtt::start(m, &config.cameras, controls.clone())?;
             sinks.0.push(mqtt.queue.clone());
+            let (connected, drops) = mqtt.probes();
+            *live.mqtt_connected.lock().unwrap() = Some(connected);
+            *live.publish_drops.lock().unwrap() = Some(drops);
             info!(base = %m.base, broker = %format!("{}:{}", m.host, m.port), "publishing to MQTT");
             Some(mqtt)
         }
@@ -317,15 +372,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let bell = Arc::new(Doorbell::default());
     let mut cams = Vec::new();
     let mut source_threads = Vec::new();
-    for (cfg, labels) in config.cameras.iter().zip(labels) {
+    for ((cfg, labels), live_cam) in config.cameras.iter().zip(labels).zip(&live.cameras) {
         let slot = Arc::new(Slot::new(bell.clone()));
         let sinks2 = sinks.clone();
         let id = cfg.id.clone();
+        let live2 = live_cam.clone();
         let ctx = SourceCtx {
             camera: cfg.id.clone(),
             slot: slot.clone(),
             shutdown: shutdown.clone(),
             status: Arc::new(move |s: Status| {
+                live2.online.store(s == Status::Online, Ordering::Relaxed);
                 sinks2.send(Output::Status { camera: id.clone(), online: s == Status::Online })
             }),
             interval: cfg.interval,
@@ -341,12 +398,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             due: Instant::now(),
             last_thumb: None,
             last_run: None,
-            counters: Counters::default(),
+            live: live_cam.clone(),
             error_kinds_seen: HashSet::new(),
             published_initial: false,
         });
     }
     let pixels = vec![0f32; engine.pre.tensor_len()];
+    let jobs = match &config.http {
+        Some(h) => start_http(h, &engine, &rt, &live, &controls, &bell),
+        None => None,
+    };
     let inference = Inference {
         engine,
         cams,
@@ -356,6 +417,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         controls,
         snapshots: config.mqtt.as_ref().is_some_and(|m| m.snapshots),
         pixels,
+        live,
+        jobs,
     };
     let inference_thread = std::thread::Builder::new()
         .name("inference".into())
@@ -363,14 +426,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the inference thread")?;
     info!("running; stop with SIGTERM or Ctrl-C");
 
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
-            _ = term.recv() => info!("SIGTERM: stopping"),
-        }
-    });
+    rt.block_on(crate::app::shutdown_signal());
     shutdown.store(true, Ordering::Relaxed);
     bell.ring();
     if let Some(m) = mqtt {

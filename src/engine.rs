@@ -1,14 +1,29 @@
 //! A loaded model ready to score: preprocessing, the vision tower, and (when labels must be
 //! embedded here) the tokenizer and text tower. One `Engine` belongs to one thread.
+use std::collections::HashMap;
 use std::path::Path;
 
 use tracing::{debug, info};
 
 use crate::classify::{rank, Calibration, LabelScore};
+use crate::labels::Template;
+use crate::model::preprocess::{self, ImageError};
 use crate::model::{
     Bundle, ModelError, Precision, PrecisionChoice, Preprocessor, TextEncoder, TextTokenizer, Tower,
     VisionEncoder,
 };
+
+/// Why an ad-hoc classification (the web page) failed: the caller's image, or the model.
+#[derive(Debug, thiserror::Error)]
+pub enum AdhocError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Prompt embeddings typed on the page; cleared when full (typed labels rarely repeat widely).
+const LABEL_CACHE_MAX: usize = 10_000;
 
 pub struct TextSide {
     pub tokenizer: TextTokenizer,
@@ -43,9 +58,15 @@ impl TextSide {
 pub struct Engine {
     pub bundle: Bundle,
     pub pre: Preprocessor,
+    /// The precision `vision` runs at.
+    pub precision: Precision,
     pub vision: VisionEncoder,
     pub text: Option<TextSide>,
     pub calibration: Calibration,
+    /// Other precisions asked for by the page, loaded on first use.
+    other_vision: HashMap<Precision, VisionEncoder>,
+    label_cache: HashMap<String, Vec<f32>>,
+    pixels: Vec<f32>,
 }
 
 impl Engine {
@@ -56,13 +77,64 @@ impl Engine {
         let vision = VisionEncoder::load(&bundle, precision)?;
         debug!(path = %vision.path().display(), ms = started.elapsed().as_millis() as u64, "vision tower loaded");
         let text = if with_text { Some(TextSide::load(&bundle, precision)?) } else { None };
+        let pre = Preprocessor::new(&bundle.manifest);
         Ok(Self {
-            pre: Preprocessor::new(&bundle.manifest),
+            pixels: vec![0.0; pre.tensor_len()],
+            pre,
+            precision,
             calibration: bundle.calibration(),
             bundle,
             vision,
             text,
+            other_vision: HashMap::new(),
+            label_cache: HashMap::new(),
         })
+    }
+
+    /// Scores an uploaded image against typed labels (the web page). Loads the text tower on
+    /// first use and another precision's vision tower when asked for; caches prompt embeddings.
+    pub fn classify_adhoc(
+        &mut self,
+        image: &[u8],
+        max_pixels: u64,
+        labels: &[String],
+        template: &Template,
+        precision: Option<Precision>,
+    ) -> Result<Vec<LabelScore>, AdhocError> {
+        let img = preprocess::decode(image, "the uploaded image", max_pixels)?;
+        if self.text.is_none() {
+            info!("loading the text tower for typed labels");
+            self.text = Some(TextSide::load(&self.bundle, Precision::Fp32)?);
+        }
+        let text = self.text.as_mut().expect("loaded above");
+        let mut embs = Vec::with_capacity(labels.len());
+        for label in labels {
+            let prompt = template.apply(label);
+            let emb = match self.label_cache.get(&prompt) {
+                Some(e) => e.clone(),
+                None => {
+                    if self.label_cache.len() >= LABEL_CACHE_MAX {
+                        self.label_cache.clear();
+                    }
+                    let e = text.embed(&prompt)?;
+                    self.label_cache.insert(prompt, e.clone());
+                    e
+                }
+            };
+            embs.push((label.clone(), emb));
+        }
+        self.pre.pixels_into(&img, &mut self.pixels);
+        let precision = precision.unwrap_or(self.precision);
+        let emb = if precision == self.precision {
+            self.vision.embed(&self.pixels)?
+        } else {
+            if !self.other_vision.contains_key(&precision) {
+                info!(%precision, "loading another vision tower for the page");
+                self.other_vision.insert(precision, VisionEncoder::load(&self.bundle, precision)?);
+            }
+            self.other_vision.get_mut(&precision).expect("loaded above").embed(&self.pixels)?
+        };
+        Ok(rank(&self.calibration, &emb, &embs))
     }
 
     /// Embeds `(label, prompt)` pairs with the text tower.

@@ -14,6 +14,7 @@ pub mod embeddings;
 pub mod engine;
 pub mod http;
 pub mod labels;
+pub mod live;
 pub mod logging;
 pub mod model;
 pub mod sink;

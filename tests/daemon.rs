@@ -623,3 +623,86 @@ fn tls_with_client_certificate_and_password_and_snapshots() {
 fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
 }
+
+/// `run` with an `[http]` section: the live view follows the camera, uploads are scored by the
+/// inference thread between frames, metrics and health reflect the daemon.
+#[test]
+fn web_page_live_view_uploads_and_metrics() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let web = free_port();
+    let cfg = config(broker.port, images.path(), "").replace(
+        "[[camera]]",
+        &format!("[http]\nbind = \"127.0.0.1:{web}\"\n\n[[camera]]"),
+    );
+    let mut d = Daemon::start(&cfg);
+    let base = format!("http://127.0.0.1:{web}");
+    let get = |path: &str| -> Option<(u16, Vec<u8>)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent.get(&format!("{base}{path}")).call().ok()?;
+        Some((r.status().as_u16(), r.body_mut().read_to_vec().ok()?))
+    };
+    let t = Instant::now();
+    let state = loop {
+        assert!(d.alive(), "daemon exited:\n{}", d.log());
+        assert!(t.elapsed() < T, "no live state in time:\n{}", d.log());
+        if let Some((200, body)) = get("/api/cameras") {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if !v[0]["state"].is_null() && v[0]["online"] == true {
+                break v[0].clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(state["id"], "cam");
+    assert_eq!(state["labels"].as_array().unwrap().len(), 2);
+    assert!(state["state"]["scores"]["cat"].is_number(), "{state}");
+    let (status, jpeg) = get("/api/cameras/cam/frame.jpg").unwrap();
+    assert_eq!(status, 200);
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]));
+    assert_eq!(get("/healthz").unwrap().0, 200, "{}", d.log());
+
+    // an upload, scored by the daemon's own engine (text tower loaded on first use)
+    let png = std::fs::read(fixtures().join("images/chelsea.png")).unwrap();
+    let body = serde_json::json!({
+        "image": base64_encode(&png),
+        "labels": "cat, a rocket",
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.post(&format!("{base}/api/classify")).header("content-type", "application/json").send(body.to_string()).unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{text}\n{}", d.log());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let labels: Vec<&str> = v[0]["scores"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels.len(), 2);
+    assert!(labels.contains(&"cat") && labels.contains(&"a rocket"), "{text}");
+    // the same image through the CLI gives the same scores
+    let cli = Command::new(env!("CARGO_BIN_EXE_siglipd"))
+        .args(["classify", "--json", "--labels", "cat, a rocket", "--model"])
+        .arg(fixtures().join("tiny"))
+        .arg(fixtures().join("images/chelsea.png"))
+        .output()
+        .unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli[0]["scores"], v[0]["scores"]);
+
+    let (_, metrics) = get("/metrics").unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("siglipd_mqtt_connected 1"), "{metrics}");
+    assert!(metrics.contains("siglipd_source_up{camera=\"cam\"} 1"), "{metrics}");
+    let processed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("siglipd_frames_processed_total{camera=\"cam\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(processed >= 1);
+    assert!(metrics.contains("siglipd_frames_failed_total{camera=\"cam\"}"), "{metrics}");
+    let (ok, _) = d.terminate();
+    assert!(ok, "{}", d.log());
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use siglipd::http::{check_bind, router, Classifier, Limits};
+use siglipd::config::Config;
+use siglipd::engine::Engine;
+use siglipd::http::{check_bind, router, Api, Classifier, Limits};
+use siglipd::live::Live;
 use siglipd::model::{Bundle, PrecisionChoice};
+use siglipd::source::Payload;
 use tower::ServiceExt;
 
 fn fixtures() -> PathBuf {
@@ -16,8 +20,9 @@ fn fixtures() -> PathBuf {
 
 fn app(token: Option<&str>, limits: Limits) -> axum::Router {
     let bundle = Bundle::open(&fixtures().join("tiny")).unwrap();
-    let c = Arc::new(Classifier::start(bundle, PrecisionChoice::Auto, &limits).unwrap());
-    router(c, limits, token.map(str::to_string))
+    let engine = Engine::load(bundle, PrecisionChoice::Auto, true).unwrap();
+    let c = Arc::new(Classifier::start(engine, &limits).unwrap());
+    router(Api { classifier: Some(c), limits, token: token.map(str::to_string), live: None, controls: None })
 }
 
 fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
@@ -43,6 +48,12 @@ async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, serde_json
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null), text)
+}
+
+async fn send_raw(app: &axum::Router, req: Request<Body>) -> (StatusCode, axum::body::Bytes) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
 fn classify_req(fields: &[(&str, &[u8])], token: Option<&str>) -> Request<Body> {
@@ -161,4 +172,80 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("siglipd_http_classify_failed_total 1"), "{text}");
     assert!(text.contains("siglipd_http_classify_seconds_count 1"), "{text}");
     assert!(text.contains("siglipd_http_classify_seconds_bucket{le=\"+Inf\"} 1"), "{text}");
+}
+
+fn live_config() -> Config {
+    let text = format!(
+        "[model]\nbundle = \"{}\"\n[[camera]]\nid = \"door\"\nname = \"Front door\"\nsource = {{ kind = \"files\", path = \"x.png\" }}\n[[camera.label]]\nname = \"cat\"\n[[camera.label]]\nname = \"a parked car\"\n",
+        fixtures().join("tiny").display()
+    );
+    Config::parse(&text, "test", Path::new(".")).unwrap()
+}
+
+#[tokio::test]
+async fn live_view_endpoints_health_and_metrics() {
+    let config = live_config();
+    let live = Arc::new(Live::new(&config.cameras));
+    let app = router(Api { classifier: None, limits: Limits::default(), token: None, live: Some(live.clone()), controls: None });
+
+    // nothing yet: camera offline, no frame, not ready
+    let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&body).contains("camera door offline"), "{}", String::from_utf8_lossy(&body));
+    let (status, body) = send_raw(&app, Request::get("/api/cameras").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list[0]["id"], "door");
+    assert_eq!(list[0]["name"], "Front door");
+    assert_eq!(list[0]["online"], false);
+    assert!(list[0]["state"].is_null());
+    assert_eq!(list[0]["labels"][1], serde_json::json!({"name": "a parked car", "on": false}));
+    let (status, _) = send_raw(&app, Request::get("/api/cameras/door/frame.jpg").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = send_raw(&app, Request::get("/api/cameras/nope/state").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("no camera \\\"nope\\\""), "{}", String::from_utf8_lossy(&body));
+    // uploads are off without a classifier: a clear 403
+    let (ctype, body) = multipart(&[("image", &std::fs::read(fixtures().join("images/rocket.jpg")).unwrap()), ("labels", b"cat")]);
+    let (status, body) = send_raw(&app, Request::post("/api/classify").header("content-type", ctype).body(Body::from(body)).unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&body));
+
+    // a scored frame arrives (a PNG: the server must encode it to JPEG)
+    let cam = live.camera("door").unwrap();
+    cam.online.store(true, std::sync::atomic::Ordering::Relaxed);
+    cam.counters.processed.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+    live.inference_seconds.observe(0.2);
+    live.beat();
+    let png = std::fs::read(fixtures().join("images/camera_gray.png")).unwrap();
+    let state = serde_json::json!({"ts": 12.5, "top": [{"label": "cat", "score": 0.75}], "scores": {"cat": 0.75, "a parked car": 0.1}, "infer_ms": 200.0});
+    cam.update(state.clone(), vec![true, false], Payload::Encoded(png));
+
+    let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
+    let (status, body) = send_raw(&app, Request::get("/api/cameras/door/state").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let one: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(one["online"], true);
+    assert_eq!(one["state"], state);
+    assert_eq!(one["labels"][0], serde_json::json!({"name": "cat", "on": true}));
+    assert_eq!(one["counters"]["processed"], 3);
+    let (status, body) = send_raw(&app, Request::get("/api/cameras/door/frame.jpg").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+    let decoded = image::load_from_memory(&body).unwrap();
+    let original = image::open(fixtures().join("images/camera_gray.png")).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (original.width(), original.height()));
+
+    let (status, body) = send_raw(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in [
+        "siglipd_frames_processed_total{camera=\"door\"} 3",
+        "siglipd_frames_dropped_total{camera=\"door\"} 0",
+        "siglipd_source_up{camera=\"door\"} 1",
+        "siglipd_inference_seconds_bucket{le=\"0.25\"} 1",
+        "siglipd_inference_seconds_count 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
 }

@@ -4,15 +4,14 @@
 //! most one classification runs at a time and at most `queue` wait (503 + Retry-After beyond
 //! that); bodies, decoded pixels and label counts are bounded; a non-loopback bind requires a
 //! bearer token.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -22,12 +21,16 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::classify::{rank, LabelScore};
-use crate::engine::TextSide;
+use crate::classify::LabelScore;
+use crate::control::Controls;
+use crate::engine::{AdhocError, Engine};
 use crate::labels::{parse_list, LabelError, Template, DEFAULT_TEMPLATE};
-use crate::model::{preprocess, Bundle, Precision, PrecisionChoice, Preprocessor, Tower, VisionEncoder};
+use crate::live::{Histogram, Live, LiveCamera};
+use crate::model::preprocess::{self, ImageError};
+use crate::model::{Precision, PrecisionChoice, Tower};
+use crate::source::{Doorbell, Payload};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -71,93 +74,71 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-struct Job {
+/// One upload waiting for the model. Runs wherever the engine lives: the classifier's own
+/// thread (`serve`) or the daemon's inference thread between frames (`run`).
+pub struct Job {
     image: Vec<u8>,
+    max_pixels: u64,
     labels: Vec<String>,
     template: Template,
     precision: Option<Precision>,
     reply: oneshot::Sender<Result<Vec<LabelScore>, ApiError>>,
 }
 
-/// Owns the model on its own thread; handlers talk to it through a bounded channel.
+impl Job {
+    pub fn run(self, engine: &mut Engine) {
+        if self.reply.is_closed() {
+            return; // the client gave up while waiting
+        }
+        let result = engine
+            .classify_adhoc(&self.image, self.max_pixels, &self.labels, &self.template, self.precision)
+            .map_err(|e| match e {
+                AdhocError::Image(ImageError::TooLarge { .. }) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+                AdhocError::Image(_) => bad(e.to_string()),
+                AdhocError::Model(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            });
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handlers' side of the model: a bounded channel to whichever thread owns the engine.
 pub struct Classifier {
     tx: SyncSender<Job>,
+    /// Wakes the daemon's inference thread when a job is queued (`run`).
+    bell: Option<Arc<Doorbell>>,
     pub precisions: Vec<Precision>,
     pub default: Precision,
     pub model: String,
 }
 
-/// The worker's state: towers are loaded lazily per precision, label embeddings cached.
-struct Worker {
-    bundle: Bundle,
-    pre: Preprocessor,
-    vision: HashMap<Precision, VisionEncoder>,
-    text: Option<TextSide>,
-    cache: HashMap<String, Vec<f32>>,
-}
-
-const CACHE_MAX: usize = 10_000;
-
-impl Worker {
-    fn classify(&mut self, job: &Job, default: Precision) -> Result<Vec<LabelScore>, ApiError> {
-        let internal = |e: crate::model::ModelError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        let img = preprocess::decode(&job.image, "the uploaded image", self.pre.max_pixels).map_err(|e| match e {
-            preprocess::ImageError::TooLarge { .. } => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            _ => bad(e.to_string()),
-        })?;
-        if self.text.is_none() {
-            self.text = Some(TextSide::load(&self.bundle, Precision::Fp32).map_err(internal)?);
-        }
-        let text = self.text.as_mut().expect("loaded above");
-        let mut embs = Vec::with_capacity(job.labels.len());
-        for label in &job.labels {
-            let prompt = job.template.apply(label);
-            if !self.cache.contains_key(&prompt) {
-                if self.cache.len() >= CACHE_MAX {
-                    self.cache.clear();
-                }
-                let e = text.embed(&prompt).map_err(internal)?;
-                self.cache.insert(prompt.clone(), e);
-            }
-            embs.push((label.clone(), self.cache[&prompt].clone()));
-        }
-        let precision = job.precision.unwrap_or(default);
-        if !self.vision.contains_key(&precision) {
-            let v = VisionEncoder::load(&self.bundle, precision).map_err(internal)?;
-            self.vision.insert(precision, v);
-        }
-        let pixels = self.pre.pixels(&img);
-        let emb = self.vision.get_mut(&precision).expect("loaded above").embed(&pixels).map_err(internal)?;
-        Ok(rank(&self.bundle.calibration(), &emb, &embs))
-    }
-}
-
 impl Classifier {
-    /// Loads the default vision tower and the text side up front (so /healthz means ready),
-    /// then serves jobs on a dedicated thread.
-    pub fn start(bundle: Bundle, choice: PrecisionChoice, limits: &Limits) -> anyhow::Result<Self> {
-        anyhow::ensure!(bundle.has_text(), "model bundle {} has no text tower: the page needs one to score typed labels", bundle.dir.display());
-        let (default, why) = bundle.resolve(Tower::Vision, choice)?;
-        info!(%default, reason = why, "web classifier precision");
-        let mut pre = Preprocessor::new(&bundle.manifest);
-        pre.max_pixels = limits.max_pixels;
-        let mut vision = HashMap::new();
-        vision.insert(default, VisionEncoder::load(&bundle, default)?);
-        let text = Some(TextSide::load(&bundle, Precision::Fp32)?);
-        let precisions = bundle.precisions(Tower::Vision);
-        let model = bundle.manifest.source.clone();
-        let mut worker = Worker { bundle, pre, vision, text, cache: HashMap::new() };
-        let (tx, rx) = sync_channel::<Job>(limits.queue);
+    /// `serve`: the engine (with its text tower, so /healthz means ready) gets its own thread.
+    pub fn start(mut engine: Engine, limits: &Limits) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            engine.bundle.has_text(),
+            "model bundle {} has no text tower: the page needs one to score typed labels",
+            engine.bundle.dir.display()
+        );
+        let (me, rx) = Self::attach(&engine, limits, None);
         std::thread::Builder::new().name("http-classify".into()).spawn(move || {
             for job in rx {
-                if job.reply.is_closed() {
-                    continue; // the client gave up while waiting
-                }
-                let result = worker.classify(&job, default);
-                let _ = job.reply.send(result);
+                job.run(&mut engine);
             }
         })?;
-        Ok(Self { tx, precisions, default, model })
+        Ok(me)
+    }
+
+    /// `run`: jobs go to the daemon's inference thread, which owns `engine`.
+    pub fn attach(engine: &Engine, limits: &Limits, bell: Option<Arc<Doorbell>>) -> (Self, Receiver<Job>) {
+        let (tx, rx) = sync_channel::<Job>(limits.queue);
+        let me = Self {
+            tx,
+            bell,
+            precisions: engine.bundle.precisions(Tower::Vision),
+            default: engine.precision,
+            model: engine.bundle.manifest.source.clone(),
+        };
+        (me, rx)
     }
 }
 
@@ -166,55 +147,48 @@ struct Metrics {
     requests: AtomicU64,
     rejected_busy: AtomicU64,
     failed: AtomicU64,
-    /// Latency histogram buckets (seconds) and their counts, plus sum.
-    buckets: Mutex<(Vec<u64>, f64, u64)>,
+    latency: Histogram,
 }
 
-const BUCKETS: [f64; 9] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-
-impl Metrics {
-    fn observe(&self, secs: f64) {
-        let mut b = self.buckets.lock().unwrap();
-        if b.0.is_empty() {
-            b.0 = vec![0; BUCKETS.len()];
-        }
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                b.0[i] += 1;
-            }
-        }
-        b.1 += secs;
-        b.2 += 1;
-    }
+/// Everything the router serves from.
+#[derive(Clone)]
+pub struct Api {
+    /// None: uploads are off (`run` with `http.demo = false`, or a bundle without text tower).
+    pub classifier: Option<Arc<Classifier>>,
+    pub limits: Limits,
+    pub token: Option<String>,
+    /// The daemon's cameras (`run`); None for `serve`.
+    pub live: Option<Arc<Live>>,
+    pub controls: Option<Arc<Controls>>,
 }
 
 #[derive(Clone)]
-pub struct AppState {
-    classifier: Arc<Classifier>,
-    limits: Limits,
-    token: Option<String>,
+struct AppState {
+    api: Api,
     metrics: Arc<Metrics>,
 }
 
-pub fn router(classifier: Arc<Classifier>, limits: Limits, token: Option<String>) -> Router {
-    let state = AppState { classifier, limits: limits.clone(), token, metrics: Arc::new(Metrics::default()) };
-    let api = Router::new()
+pub fn router(api: Api) -> Router {
+    let body_limit = api.limits.max_upload_bytes + 64 * 1024; // multipart framing on top of the image
+    let state = AppState { api, metrics: Arc::new(Metrics::default()) };
+    let protected = Router::new()
         .route("/api/info", get(info_handler))
         .route("/api/classify", post(classify_handler))
-        .route("/api/cameras", get(|| async { Json(json!([])) }))
+        .route("/api/cameras", get(cameras_handler))
+        .route("/api/cameras/{id}/state", get(camera_state_handler))
+        .route("/api/cameras/{id}/frame.jpg", get(camera_frame_handler))
         .route("/metrics", get(metrics_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .merge(api)
-        // multipart framing on top of the image itself
-        .layer(DefaultBodyLimit::max(limits.max_upload_bytes + 64 * 1024))
+        .route("/healthz", get(healthz_handler))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
+    if let Some(token) = &s.api.token {
         let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
             return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong access token (Authorization: Bearer …)".into()).into_response();
@@ -224,15 +198,79 @@ async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Reque
 }
 
 async fn info_handler(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let c = &s.classifier;
+    let c = s.api.classifier.as_deref();
     Json(json!({
-        "precisions": c.precisions.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        "default_precision": c.default.as_str(),
-        "model": c.model,
-        "max_upload_bytes": s.limits.max_upload_bytes,
-        "max_labels": s.limits.max_labels,
+        "precisions": c.map(|c| c.precisions.iter().map(|p| p.as_str()).collect::<Vec<_>>()).unwrap_or_default(),
+        "default_precision": c.map(|c| c.default.as_str()),
+        "model": c.map(|c| c.model.clone()),
+        "uploads": c.is_some(),
+        "cameras": s.api.live.as_ref().map(|l| l.cameras.len()).unwrap_or(0),
+        "max_upload_bytes": s.api.limits.max_upload_bytes,
+        "max_labels": s.api.limits.max_labels,
     }))
 }
+
+fn camera_json(s: &AppState, cam: &LiveCamera) -> serde_json::Value {
+    let enabled = s.api.controls.as_ref().and_then(|c| c.camera(&cam.id)).is_none_or(|c| c.enabled());
+    cam.to_json(enabled)
+}
+
+async fn cameras_handler(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let list = match &s.api.live {
+        Some(live) => live.cameras.iter().map(|c| camera_json(&s, c)).collect(),
+        None => vec![],
+    };
+    Json(serde_json::Value::Array(list))
+}
+
+fn find_camera(s: &AppState, id: &str) -> Result<Arc<LiveCamera>, ApiError> {
+    s.api
+        .live
+        .as_ref()
+        .and_then(|l| l.camera(id).cloned())
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no camera {id:?}")))
+}
+
+async fn camera_state_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let cam = find_camera(&s, &id)?;
+    Ok(Json(camera_json(&s, &cam)))
+}
+
+/// The last scored frame as JPEG. JPEG sources are passed through untouched; others are
+/// encoded here, on a blocking thread, only when someone looks.
+async fn camera_frame_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let cam = find_camera(&s, &id)?;
+    let frame = cam.frame().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no scored frame yet")))?;
+    let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let img = match &*frame {
+            Payload::Encoded(bytes) if bytes.starts_with(&[0xFF, 0xD8]) => return Ok(bytes.clone()),
+            Payload::Encoded(bytes) => preprocess::decode(bytes, "the last frame", u64::MAX).map_err(|e| e.to_string())?,
+            Payload::Rgb(img) => img.clone(),
+        };
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(&img).map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the frame: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], jpeg).into_response())
+}
+
+/// Ready when the model is loaded (always, once serving) and, for the daemon, the inference
+/// loop turns and every source delivers.
+async fn healthz_handler(State(s): State<AppState>) -> Response {
+    let problems = s.api.live.as_ref().map(|l| l.problems(HEALTH_STALL)).unwrap_or_default();
+    if problems.is_empty() {
+        "ok\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; "))).into_response()
+    }
+}
+
+/// The inference loop goes round at least every 200 ms when idle; a model run on a slow board
+/// can take seconds. Longer than this without a turn means it is stuck.
+pub const HEALTH_STALL: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,7 +337,7 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
         let mp = Multipart::from_request(req, &()).await.map_err(|e| bad(e.body_text()))?;
         read_multipart(mp).await?
     } else if ctype.starts_with("application/json") {
-        let body = axum::body::to_bytes(req.into_body(), s.limits.max_upload_bytes * 4 / 3 + 4096)
+        let body = axum::body::to_bytes(req.into_body(), s.api.limits.max_upload_bytes * 4 / 3 + 4096)
             .await
             .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
         let j: JsonRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
@@ -312,29 +350,37 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
         return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data or application/json".into()));
     };
     let image = fields.image.filter(|b| !b.is_empty()).ok_or_else(|| bad("no image uploaded"))?;
-    if image.len() > s.limits.max_upload_bytes {
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("image is {} bytes, over the limit of {}", image.len(), s.limits.max_upload_bytes)));
+    if image.len() > s.api.limits.max_upload_bytes {
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("image is {} bytes, over the limit of {}", image.len(), s.api.limits.max_upload_bytes)));
     }
     let labels = parse_list(fields.labels.as_deref().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
-    if labels.len() > s.limits.max_labels {
-        return Err(bad(LabelError::TooMany { count: labels.len(), max: s.limits.max_labels }.to_string()));
+    if labels.len() > s.api.limits.max_labels {
+        return Err(bad(LabelError::TooMany { count: labels.len(), max: s.api.limits.max_labels }.to_string()));
     }
     let template = match fields.template.as_deref().map(str::trim) {
         None | Some("") => Template::new(DEFAULT_TEMPLATE).expect("valid default"),
         Some(t) => Template::new(t).map_err(|e| bad(e.to_string()))?,
     };
+    let classifier = s.api.classifier.as_ref().ok_or_else(|| {
+        ApiError(StatusCode::FORBIDDEN, "uploads are switched off on this server (http.demo = false)".into())
+    })?;
     let precision = match fields.precision.as_deref().map(str::trim) {
         None | Some("") | Some("auto") => None,
         Some(p) => match p.parse::<PrecisionChoice>().map_err(bad)? {
-            PrecisionChoice::Fixed(p) if s.classifier.precisions.contains(&p) => Some(p),
+            PrecisionChoice::Fixed(p) if classifier.precisions.contains(&p) => Some(p),
             PrecisionChoice::Fixed(p) => return Err(bad(format!("this model has no {p} vision tower"))),
             PrecisionChoice::Auto => None,
         },
     };
     let (reply, rx) = oneshot::channel();
     let started = Instant::now();
-    match s.classifier.tx.try_send(Job { image, labels, template, precision, reply }) {
-        Ok(()) => {}
+    let max_pixels = s.api.limits.max_pixels;
+    match classifier.tx.try_send(Job { image, max_pixels, labels, template, precision, reply }) {
+        Ok(()) => {
+            if let Some(bell) = &classifier.bell {
+                bell.ring();
+            }
+        }
         Err(TrySendError::Full(_)) => {
             s.metrics.rejected_busy.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy: too many classifications waiting, try again shortly".into()));
@@ -343,12 +389,12 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
             return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the classifier stopped".into()))
         }
     }
-    let scores = match tokio::time::timeout(s.limits.timeout, rx).await {
+    let scores = match tokio::time::timeout(s.api.limits.timeout, rx).await {
         Ok(Ok(r)) => r?,
         Ok(Err(_)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the classifier stopped".into())),
         Err(_) => return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, "classification timed out".into())),
     };
-    s.metrics.observe(started.elapsed().as_secs_f64());
+    s.metrics.latency.observe(started.elapsed().as_secs_f64());
     Ok(Json(vec![ApiResult { image: "upload", scores }]))
 }
 
@@ -361,13 +407,10 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     out += &format!("siglipd_http_classify_failed_total {}\n", m.failed.load(Ordering::Relaxed));
     out += "# HELP siglipd_http_classify_busy_total Requests rejected with 503 because the queue was full.\n# TYPE siglipd_http_classify_busy_total counter\n";
     out += &format!("siglipd_http_classify_busy_total {}\n", m.rejected_busy.load(Ordering::Relaxed));
-    out += "# HELP siglipd_http_classify_seconds Time from request to scores.\n# TYPE siglipd_http_classify_seconds histogram\n";
-    let b = m.buckets.lock().unwrap();
-    for (i, le) in BUCKETS.iter().enumerate() {
-        out += &format!("siglipd_http_classify_seconds_bucket{{le=\"{le}\"}} {}\n", b.0.get(i).copied().unwrap_or(0));
+    m.latency.render("siglipd_http_classify_seconds", "Time from upload to scores.", &mut out);
+    if let Some(live) = &s.api.live {
+        live.render_metrics(&mut out);
     }
-    out += &format!("siglipd_http_classify_seconds_bucket{{le=\"+Inf\"}} {}\n", b.2);
-    out += &format!("siglipd_http_classify_seconds_sum {}\nsiglipd_http_classify_seconds_count {}\n", b.1, b.2);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
@@ -380,24 +423,20 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> anyhow::Result<()> 
 }
 
 /// `siglipd serve`: the page and API for one model, until Ctrl-C/SIGTERM.
-pub fn serve(bundle: Bundle, choice: PrecisionChoice, addr: SocketAddr, token: Option<String>, limits: Limits) -> anyhow::Result<()> {
+pub fn serve(engine: Engine, addr: SocketAddr, token: Option<String>, limits: Limits) -> anyhow::Result<()> {
     check_bind(&addr, token.as_deref())?;
-    let classifier = Arc::new(Classifier::start(bundle, choice, &limits)?);
-    let app = router(classifier, limits, token);
+    let classifier = Some(Arc::new(Classifier::start(engine, &limits)?));
+    let app = router(Api { classifier, limits, token, live: None, controls: None });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        info!("serving the demo page on http://{}/", listener.local_addr()?);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-                warn!("stopping the web server");
-            })
-            .await
-            .context("web server failed")
+        let listener = bind(addr).await?;
+        axum::serve(listener, app).with_graceful_shutdown(crate::app::shutdown_signal()).await.context("web server failed")
     })
+}
+
+/// Binds and says where the page is.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    info!("web page on http://{}/", listener.local_addr()?);
+    Ok(listener)
 }

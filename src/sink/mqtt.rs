@@ -124,6 +124,17 @@ impl Mqtt {
         Ok(Self { queue, shared, tasks })
     }
 
+    /// Probes for the web server's metrics: connected?, and messages dropped so far (queue
+    /// overflow while the broker was away, or refused by the client).
+    #[allow(clippy::type_complexity)]
+    pub fn probes(&self) -> (Arc<dyn Fn() -> bool + Send + Sync>, Arc<dyn Fn() -> u64 + Send + Sync>) {
+        let (a, b, q) = (self.shared.clone(), self.shared.clone(), self.queue.clone());
+        (
+            Arc::new(move || a.connected.load(Ordering::Relaxed)),
+            Arc::new(move || b.publish_failures.load(Ordering::Relaxed) + q.dropped.load(Ordering::Relaxed)),
+        )
+    }
+
     pub fn connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
     }

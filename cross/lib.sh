@@ -1,0 +1,68 @@
+# Shared by cross/aarch64.sh and cross/armv7.sh (sourced, not run).
+# Cross toolchain: Debian's rustc-web/cargo-web (1.96, new enough for tract 0.23) plus the
+# target's std from libstd-rust-web-dev:<arch>. rustup cannot download targets here, and the
+# rustup toolchain stays the default for everything else: only these scripts call /usr/bin/cargo.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+start=$(date +%s)
+phase() { echo "== [cross $TARGET $(( $(date +%s) - start ))s] $*"; }
+
+# install_packages <debian arch> <package>... : idempotent; only runs apt when something is missing
+install_packages() {
+  local arch=$1; shift
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && { phase "packages present"; return 0; }
+  phase "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    dpkg --add-architecture "$arch"
+  fi
+  if ! apt-get update -qq; then
+    # Seen once: the mirror's index for one foreign architecture was stale. Say so plainly
+    # instead of failing somewhere later with a confusing missing-package error.
+    echo "cross: apt-get update failed (stale package index for $arch?); retrying once" >&2
+    sleep 5
+    apt-get update -qq || { echo "cross: apt-get update failed for $arch: cannot install the $TARGET toolchain" >&2; return 100; }
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Debian's cargo with Debian's rustc (rustup's rustc has no std for these targets: E0463).
+xcargo() {
+  RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+    CARGO_TARGET_DIR="$ROOT/target/cross" \
+    /usr/bin/cargo --config "$ROOT/cross/$TARGET.toml" "$@"
+}
+
+# Test binaries are listed by cargo as JSON; run each under qemu with the given env/cpu.
+# Integration tests that spawn the siglipd binary (cli, daemon) are not in the list: without
+# binfmt_misc an aarch64 process cannot exec another aarch64 binary under qemu-user.
+TEST_ARGS=(--release --locked --target "$TARGET" --lib --test parity --test http)
+
+build_and_test() {
+  phase "release build (siglipd binary)"
+  xcargo build --release --locked --target "$TARGET" --bin siglipd
+  phase "building tests"
+  xcargo test "${TEST_ARGS[@]}" --no-run
+  file "target/cross/$TARGET/release/siglipd" 2>/dev/null || true
+}
+
+# run_tests <label> <VAR=value>...: runs the lib + parity + http tests under the runner from
+# cross/<target>.toml with extra env (QEMU_CPU picks the emulated CPU, TRACT_* knobs).
+run_tests() {
+  local label=$1; shift
+  local log="target/cross/$TARGET-tests-$label.log"
+  phase "tests under qemu: $label ($*)"
+  set +e
+  ( export "$@" RUST_TEST_THREADS=2; xcargo test "${TEST_ARGS[@]}" ) >"$log" 2>&1
+  local rc=$?
+  set -e
+  grep -E '^(test result|test .* FAILED|---- )|panicked|int8 kernel' "$log" || true
+  if [ $rc -ne 0 ]; then
+    echo "cross: tests failed under $label (exit $rc; log: $log)" >&2
+    tail -40 "$log" >&2
+    return 1
+  fi
+}

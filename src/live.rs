@@ -1,0 +1,242 @@
+//! What the daemon is doing right now, shared read-mostly between the inference thread (the
+//! only writer of results), the source threads (online/offline) and the web server (reader):
+//! per-camera last state and frame, counters, and a heartbeat of the inference loop.
+//!
+//! Invariants: writers never block on readers for longer than a pointer swap (the last frame
+//! is moved in, not copied or encoded; the web server encodes on request, off the runtime);
+//! counters only grow.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::config::CameraConfig;
+use crate::source::Payload;
+
+/// Latency histogram with fixed buckets (seconds), Prometheus style.
+pub struct Histogram {
+    /// (per-bucket counts (not cumulative), sum, count)
+    inner: Mutex<(Vec<u64>, f64, u64)>,
+}
+
+pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self { inner: Mutex::new((vec![0; BUCKETS.len()], 0.0, 0)) }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, secs: f64) {
+        let mut h = self.inner.lock().unwrap();
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            h.0[i] += 1;
+        }
+        h.1 += secs;
+        h.2 += 1;
+    }
+
+    /// Prometheus text for this histogram (cumulative buckets).
+    pub fn render(&self, name: &str, help: &str, out: &mut String) {
+        let h = self.inner.lock().unwrap();
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        let mut cum = 0;
+        for (le, n) in BUCKETS.iter().zip(&h.0) {
+            cum += n;
+            out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cum}\n"));
+        }
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n", h.2, h.1, h.2));
+    }
+}
+
+#[derive(Default)]
+pub struct CameraCounters {
+    pub processed: AtomicU64,
+    /// Skipped by the change gate.
+    pub unchanged: AtomicU64,
+    /// Skipped while the camera is disabled.
+    pub paused: AtomicU64,
+    /// Frames that could not be decoded or inferred.
+    pub failed: AtomicU64,
+    /// Frames replaced in the source slot before inference took them (latest wins).
+    pub dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Latest {
+    /// `{"ts","top","scores","infer_ms"}` as published on `…/state`.
+    state: Option<Value>,
+    /// ON/OFF per label, config order.
+    on: Vec<bool>,
+    frame: Option<Arc<Payload>>,
+}
+
+pub struct LiveCamera {
+    pub id: String,
+    pub name: String,
+    labels: Vec<String>,
+    pub online: AtomicBool,
+    pub counters: CameraCounters,
+    latest: Mutex<Latest>,
+}
+
+impl LiveCamera {
+    /// Called by the inference thread after each scored frame.
+    pub fn update(&self, state: Value, on: Vec<bool>, frame: Payload) {
+        let mut l = self.latest.lock().unwrap();
+        l.state = Some(state);
+        l.on = on;
+        l.frame = Some(Arc::new(frame));
+    }
+
+    pub fn frame(&self) -> Option<Arc<Payload>> {
+        self.latest.lock().unwrap().frame.clone()
+    }
+
+    /// The `/api/cameras` entry (the page's live view reads this shape; see http/PAGE.md).
+    pub fn to_json(&self, enabled: bool) -> Value {
+        let l = self.latest.lock().unwrap();
+        let c = &self.counters;
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "online": self.online.load(Ordering::Relaxed),
+            "enabled": enabled,
+            "state": l.state,
+            "labels": self.labels.iter().enumerate()
+                .map(|(i, n)| json!({"name": n, "on": l.on.get(i).copied().unwrap_or(false)}))
+                .collect::<Vec<_>>(),
+            "counters": {
+                "processed": c.processed.load(Ordering::Relaxed),
+                "unchanged": c.unchanged.load(Ordering::Relaxed),
+                "paused": c.paused.load(Ordering::Relaxed),
+                "failed": c.failed.load(Ordering::Relaxed),
+                "dropped": c.dropped.load(Ordering::Relaxed),
+            },
+        })
+    }
+}
+
+pub struct Live {
+    pub cameras: Vec<Arc<LiveCamera>>,
+    pub inference_seconds: Histogram,
+    started: Instant,
+    /// Milliseconds since `started` when the inference loop last went round.
+    heartbeat_ms: AtomicU64,
+    pub mqtt_connected: Mutex<Option<Arc<dyn Fn() -> bool + Send + Sync>>>,
+    /// Outputs dropped before reaching the broker (full queue) or refused by the client.
+    pub publish_drops: Mutex<Option<Arc<dyn Fn() -> u64 + Send + Sync>>>,
+}
+
+impl Live {
+    pub fn new(cams: &[CameraConfig]) -> Self {
+        Self {
+            cameras: cams
+                .iter()
+                .map(|c| {
+                    Arc::new(LiveCamera {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        labels: c.labels.iter().map(|l| l.name.clone()).collect(),
+                        online: AtomicBool::new(false),
+                        counters: CameraCounters::default(),
+                        latest: Mutex::new(Latest::default()),
+                    })
+                })
+                .collect(),
+            inference_seconds: Histogram::default(),
+            started: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            mqtt_connected: Mutex::new(None),
+            publish_drops: Mutex::new(None),
+        }
+    }
+
+    pub fn camera(&self, id: &str) -> Option<&Arc<LiveCamera>> {
+        self.cameras.iter().find(|c| c.id == id)
+    }
+
+    /// The inference loop calls this on every turn (at least every 200 ms while idle).
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the inference loop last went round.
+    pub fn since_beat(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Ready = the inference loop is turning and every camera's source delivers frames.
+    /// Returns the reasons it is not.
+    pub fn problems(&self, stall: Duration) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.since_beat() > stall {
+            p.push(format!("inference loop stalled for {:.0} s", self.since_beat().as_secs_f64()));
+        }
+        for c in &self.cameras {
+            if !c.online.load(Ordering::Relaxed) {
+                p.push(format!("camera {} offline", c.id));
+            }
+        }
+        p
+    }
+
+    /// Daemon metrics in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&CameraCounters) -> u64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for c in &self.cameras {
+                out.push_str(&format!("{name}{{camera=\"{}\"}} {}\n", c.id, get(&c.counters)));
+            }
+        };
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(out, "siglipd_frames_processed_total", "Frames scored.", &|c| ld(&c.processed));
+        counter(out, "siglipd_frames_skipped_total", "Frames skipped by the change gate or while disabled.", &|c| {
+            ld(&c.unchanged) + ld(&c.paused)
+        });
+        counter(out, "siglipd_frames_failed_total", "Frames that could not be decoded or inferred.", &|c| ld(&c.failed));
+        counter(out, "siglipd_frames_dropped_total", "Frames replaced by a newer one before inference (latest wins).", &|c| {
+            ld(&c.dropped)
+        });
+        out.push_str("# HELP siglipd_source_up Whether the camera's source is delivering frames.\n# TYPE siglipd_source_up gauge\n");
+        for c in &self.cameras {
+            out.push_str(&format!("siglipd_source_up{{camera=\"{}\"}} {}\n", c.id, c.online.load(Ordering::Relaxed) as u8));
+        }
+        self.inference_seconds.render("siglipd_inference_seconds", "Vision tower time per scored frame (all crop regions).", out);
+        if let Some(f) = self.mqtt_connected.lock().unwrap().as_ref() {
+            out.push_str(&format!(
+                "# HELP siglipd_mqtt_connected Whether the MQTT client is connected.\n# TYPE siglipd_mqtt_connected gauge\nsiglipd_mqtt_connected {}\n",
+                f() as u8
+            ));
+        }
+        if let Some(f) = self.publish_drops.lock().unwrap().as_ref() {
+            out.push_str(&format!(
+                "# HELP siglipd_mqtt_publish_drops_total Messages dropped before reaching the broker.\n# TYPE siglipd_mqtt_publish_drops_total counter\nsiglipd_mqtt_publish_drops_total {}\n",
+                f()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(0.004);
+        h.observe(0.3);
+        h.observe(100.0);
+        let mut s = String::new();
+        h.render("x", "help", &mut s);
+        assert!(s.contains("x_bucket{le=\"0.005\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"0.5\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"30\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count 3\n"), "{s}");
+    }
+}
