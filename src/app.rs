@@ -24,6 +24,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// The daemon's configuration (or what it names) is unusable (sysexits EX_CONFIG); the
 /// systemd unit lists it in RestartPreventExitStatus so a bad config is not restarted in a loop.
 pub const EXIT_CONFIG: u8 = 78;
+/// Anything else (network, disk).
+pub const EXIT_FAILURE: u8 = 1;
 
 pub fn run(cli: Cli) -> ExitCode {
     let (result, failure_code) = match cli.command {
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Embed(c) => (embed(&c), EXIT_CONFIG),
         Command::CheckConfig(c) => (check_config(&c), EXIT_CONFIG),
         Command::Serve(a) => (serve(a), EXIT_USAGE),
+        Command::Model(crate::cli::ModelCommand::Pull(a)) => (pull(a), EXIT_FAILURE),
     };
     match result {
         Ok(code) => code,
@@ -76,6 +79,33 @@ fn serve(a: crate::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let mut engine = crate::engine::Engine::load(bundle, a.precision, true)?;
     engine.pre.max_pixels = limits.max_pixels;
     crate::http::serve(engine, a.bind, a.token, limits)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(a: crate::cli::PullArgs) -> anyhow::Result<ExitCode> {
+    let o = crate::pull::PullOptions {
+        repo: a.repo,
+        revision: a.revision,
+        checkpoint: a.checkpoint,
+        dest: a.dest,
+        endpoint: a.endpoint,
+        token: a.token.filter(|t| !t.is_empty()),
+        progress: std::io::stderr().is_terminal(),
+        vision_only: a.vision_only,
+    };
+    let dir = crate::pull::pull(&o)?;
+    // prove the bundle loads and runs in tract before calling it done
+    let bundle = Bundle::open(&dir)?;
+    for p in bundle.precisions(crate::model::Tower::Vision) {
+        let started = std::time::Instant::now();
+        let mut v = crate::model::VisionEncoder::load(&bundle, p)?;
+        let load_ms = started.elapsed().as_millis();
+        let pixels = vec![0f32; 3 * (bundle.manifest.image_size as usize).pow(2)];
+        let started = std::time::Instant::now();
+        v.embed(&pixels)?;
+        println!("vision {p}: loads in {load_ms} ms, one image in {} ms", started.elapsed().as_millis());
+    }
+    println!("bundle ready: {} (use it with --model {0} or [model] bundle = \"{0}\")", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 

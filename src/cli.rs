@@ -32,6 +32,40 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Serve the demo web page and JSON API for one model (no cameras)
     Serve(ServeArgs),
+    /// Model bundles: `model pull` downloads the real SigLIP from the Hugging Face hub
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download a ready ONNX SigLIP (transformers.js export) and write a siglipd bundle
+    Pull(PullArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// Hub repository with onnx/vision_model*.onnx, onnx/text_model*.onnx, tokenizer.json
+    #[arg(long, default_value = crate::pull::DEFAULT_REPO)]
+    pub repo: String,
+    /// Branch, tag or commit of --repo
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Repository whose model.safetensors holds logit_scale/logit_bias (read by byte range)
+    #[arg(long, default_value = crate::pull::DEFAULT_CHECKPOINT)]
+    pub checkpoint: String,
+    /// Bundle directory to create
+    #[arg(long, default_value = "models/siglip-base-patch16-224")]
+    pub dest: PathBuf,
+    /// Hub address (a mirror, or a local server in tests)
+    #[arg(long, env = "HF_ENDPOINT", default_value = crate::pull::DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Access token for gated/private repositories
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Only the vision tower (labels must then be embedded on another machine)
+    #[arg(long)]
+    pub vision_only: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -17,5 +17,6 @@ pub mod labels;
 pub mod live;
 pub mod logging;
 pub mod model;
+pub mod pull;
 pub mod sink;
 pub mod source;

@@ -16,5 +16,8 @@ fi
 echo "== cargo test"
 cargo test --locked --all-targets
 
+echo "== browser tests (headless Chromium via playwright-core, against target/debug/siglipd)"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
 echo "== python tools tests"
 "$VENV/bin/python" -m pytest -q tools/tests

@@ -182,6 +182,8 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(healthz_handler))
+        // browsers ask for it on every page load; answer instead of logging a 404
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(protected)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -31,8 +31,10 @@ impl Encoder {
         let load = |e: TractError| ModelError::Load { path: path.clone(), reason: format!("{e:#}") };
         let mismatch = |reason: String| ModelError::Mismatch { path: path.clone(), reason };
 
-        let model = tract_onnx::onnx().model_for_path(&path).map_err(load)?;
+        let mut model = tract_onnx::onnx().model_for_path(&path).map_err(load)?;
         check_io(&model, &spec.input, &spec.output, expected_input).map_err(mismatch)?;
+        // exporters like optimum put `last_hidden_state` first; keep only the pooled output
+        model.select_output_outlets(&[find_output(&model, &spec.output).expect("checked by check_io")]).map_err(load)?;
         let model = model
             .with_input_fact(0, input_fact)
             .and_then(|m| m.into_optimized())
@@ -87,10 +89,11 @@ fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &
     if !out_names.contains(&output) {
         return Err(format!("no output named {output:?} (the model has {out_names:?})"));
     }
-    if out_names.first() != Some(&output) {
-        return Err(format!("output {output:?} must be the first output (the model has {out_names:?})"));
-    }
     Ok(())
+}
+
+fn find_output(model: &InferenceModel, name: &str) -> Option<OutletId> {
+    model.output_outlets().ok()?.iter().copied().find(|o| model.outlet_label(*o) == Some(name))
 }
 
 /// Image → unit-length embedding.
