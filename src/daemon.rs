@@ -330,6 +330,49 @@ fn start_http(
     jobs
 }
 
+/// Tells systemd (`Type=notify`) that the daemon is up, and when the unit has `WatchdogSec=`,
+/// pings the watchdog from a thread that checks the inference loop's heartbeat: a stuck
+/// pipeline stops the pings and systemd restarts the service. Without NOTIFY_SOCKET (not under
+/// systemd) this does nothing.
+fn systemd_ready(live: &Arc<Live>, shutdown: &Arc<AtomicBool>, cameras: usize) -> Option<std::thread::JoinHandle<()>> {
+    let status = format!("running {cameras} camera(s)");
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]) {
+        warn!("cannot notify systemd: {e}");
+    }
+    let period = sd_notify::watchdog_enabled()?;
+    info!(watchdog_s = period.as_secs_f64(), "feeding the systemd watchdog from the inference loop's heartbeat");
+    let (live, shutdown) = (live.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut stalled = false;
+            while !shutdown.load(Ordering::Relaxed) {
+                if watchdog_should_ping(live.since_beat(), period) {
+                    if stalled {
+                        info!("inference loop turning again: feeding the watchdog");
+                        stalled = false;
+                    }
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else if !stalled {
+                    error!(stalled_s = live.since_beat().as_secs_f64(), "inference loop stalled: no longer feeding the systemd watchdog");
+                    stalled = true;
+                }
+                // ping at a third of the period; wake often enough to notice shutdown
+                let until = Instant::now() + period / 3;
+                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50).min(period / 3));
+                }
+            }
+        })
+        .ok()
+}
+
+/// Ping only while the loop has turned within half the watchdog period, so that a loop stuck
+/// for a whole period is certainly not pinged for.
+fn watchdog_should_ping(since_beat: Duration, period: Duration) -> bool {
+    since_beat < period / 2
+}
+
 /// Runs until SIGTERM/SIGINT. Returns when everything is stopped.
 pub fn run(config: Config) -> anyhow::Result<()> {
     info!(config = %config.origin, cameras = config.cameras.len(), "starting siglipd");
@@ -404,6 +447,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     let pixels = vec![0f32; engine.pre.tensor_len()];
+    let live_for_watchdog = live.clone();
     let jobs = match &config.http {
         Some(h) => start_http(h, &engine, &rt, &live, &controls, &bell),
         None => None,
@@ -425,9 +469,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .spawn(move || inference.run())
         .context("cannot start the inference thread")?;
     info!("running; stop with SIGTERM or Ctrl-C");
+    let watchdog = systemd_ready(&live_for_watchdog, &shutdown, config.cameras.len());
 
     rt.block_on(crate::app::shutdown_signal());
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.store(true, Ordering::Relaxed);
+    if let Some(t) = watchdog {
+        let _ = t.join();
+    }
     bell.ring();
     if let Some(m) = mqtt {
         rt.block_on(m.shutdown(Duration::from_millis(1200)));
@@ -467,6 +516,14 @@ mod tests {
         let b = thumbnail(&RgbImage::from_pixel(64, 48, image::Rgb([151, 151, 151])));
         assert_eq!(mean_abs_diff(&a, &a), 0.0);
         assert!((mean_abs_diff(&a, &b) - 0.2).abs() < 0.01);
+    }
+
+    #[test]
+    fn watchdog_pings_only_while_the_loop_turns() {
+        let p = Duration::from_secs(10);
+        assert!(watchdog_should_ping(Duration::from_millis(200), p));
+        assert!(!watchdog_should_ping(Duration::from_secs(5), p));
+        assert!(!watchdog_should_ping(Duration::from_secs(60), p));
     }
 
     #[test]

@@ -706,3 +706,52 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): READY=1 once running, WATCHDOG=1 pings fed by
+/// the inference loop, STOPPING=1 on SIGTERM. A datagram socket stands in for NOTIFY_SOCKET.
+#[test]
+fn notifies_systemd_readiness_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let broker = Broker::start();
+    let images = images_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let cfg_path = dir.path().join("c.toml");
+    std::fs::write(&cfg_path, config(broker.port, images.path(), "").replace("$TMP", &dir.path().display().to_string())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_siglipd"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "600000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got: Vec<String> = vec![];
+    let mut buf = [0u8; 512];
+    let t = Instant::now();
+    while got.iter().filter(|m| m.contains("WATCHDOG=1")).count() < 3 {
+        assert!(t.elapsed() < T, "messages so far: {got:?}");
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let ready = got.iter().position(|m| m.lines().any(|l| l == "READY=1")).expect("READY=1 sent");
+    let first_ping = got.iter().position(|m| m.contains("WATCHDOG=1")).unwrap();
+    assert!(ready < first_ping, "{got:?}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < T, "no STOPPING=1: {got:?}");
+        if let Ok(n) = sock.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.contains("STOPPING=1") {
+                break;
+            }
+            got.push(m);
+        }
+    }
+    assert!(child.wait().unwrap().success());
+}
