@@ -7,7 +7,7 @@ use std::process::Command;
 fn unit_for_this_build(dir: &Path) -> std::path::PathBuf {
     let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/siglipd.service")).unwrap();
     let path = dir.join("siglipd.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/siglipd", env!("CARGO_BIN_EXE_siglipd"))).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/siglipd", env!("CARGO_BIN_EXE_siglipd"))).unwrap();
     path
 }
 
@@ -43,7 +43,7 @@ fn unit_agrees_with_the_binary() {
     assert!(unit.lines().any(|l| l.starts_with("WatchdogSec=")));
     assert!(has(&format!("RestartPreventExitStatus={}", siglipd::app::EXIT_CONFIG)));
     assert!(has("Restart=on-failure"));
-    assert!(unit.contains("ExecStartPre=/usr/local/bin/siglipd -q check-config --config"));
+    assert!(unit.contains("ExecStartPre=/usr/bin/siglipd -q check-config --config"));
 
     // a bad config makes check-config exit with that very code
     let dir = tempfile::tempdir().unwrap();
@@ -51,4 +51,12 @@ fn unit_agrees_with_the_binary() {
     std::fs::write(&cfg, "[model]\nbundle = \"/nonexistent\"\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_siglipd")).args(["-q", "check-config", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(o.status.code(), Some(siglipd::app::EXIT_CONFIG as i32), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn shipped_service_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/siglipd.toml");
+    let c = siglipd::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.model.bundle, Path::new("/var/lib/siglipd/models/siglip-base-patch16-224"));
+    assert!(c.http.is_some() && c.mqtt.is_some());
 }
