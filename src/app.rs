@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig(c) => (check_config(&c), EXIT_CONFIG),
         Command::Serve(a) => (serve(a), EXIT_USAGE),
         Command::Model(crate::cli::ModelCommand::Pull(a)) => (pull(a), EXIT_FAILURE),
+        Command::Bench(a) => (bench(a), EXIT_USAGE),
     };
     match result {
         Ok(code) => code,
@@ -76,9 +77,50 @@ fn serve(a: crate::cli::ServeArgs) -> anyhow::Result<ExitCode> {
         "model bundle {} has no text tower: the page needs one to score typed labels",
         bundle.dir.display()
     );
+    crate::bench::apply_threads(&bundle, a.threads);
     let mut engine = crate::engine::Engine::load(bundle, a.precision, true)?;
     engine.pre.max_pixels = limits.max_pixels;
     crate::http::serve(engine, a.bind, a.token, limits)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(a: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
+    use crate::bench;
+    let bundle = Bundle::open(&a.model)?;
+    if a.one {
+        let [p] = a.precision[..] else { anyhow::bail!("--one needs exactly one --precision") };
+        let threads = a.threads.first().copied().unwrap_or(1);
+        let m = bench::measure_one(&a.model, p, threads, a.runs)?;
+        println!("{}", serde_json::to_string(&m)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let precisions = if a.precision.is_empty() { bundle.precisions(crate::model::Tower::Vision) } else { a.precision };
+    let threads = if a.threads.is_empty() {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut t: Vec<usize> = [1, 2, 4, 8].into_iter().filter(|&n| n < cores).collect();
+        t.push(cores);
+        t.dedup();
+        t
+    } else {
+        a.threads
+    };
+    let ms = bench::measure_all(&bench::BenchOptions { model: a.model.clone(), precisions, threads, runs: a.runs })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&ms)?);
+    } else {
+        print!("{}", bench::render(&bundle, &ms));
+    }
+    if let Some(best) = bench::choose(&ms) {
+        let line = format!("auto → {} with {} thread(s): {:.1} ms per image", best.precision, best.threads, best.median_ms);
+        if a.save {
+            let choice = bench::auto_choice(&bundle, best)?;
+            let path = bundle.dir.join(bench::AUTO_FILE);
+            std::fs::write(&path, serde_json::to_string_pretty(&choice)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{line} (saved to {})", path.display());
+        } else {
+            eprintln!("{line} (--save to make it the default)");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,6 +181,7 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         "model bundle {} has no text tower, so it cannot score free-text labels",
         args.model.display()
     );
+    crate::bench::apply_threads(&bundle, args.threads);
     let mut engine = Engine::load(bundle, args.precision, true)?;
     engine.pre.max_pixels = args.max_pixels;
     let prompts: Vec<(String, String)> = labels.iter().map(|l| (l.clone(), template.apply(l))).collect();

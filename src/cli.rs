@@ -32,9 +32,43 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Serve the demo web page and JSON API for one model (no cameras)
     Serve(ServeArgs),
+    /// Time each precision × thread count on this machine; --save makes it what `auto` picks
+    Bench(BenchArgs),
     /// Model bundles: `model pull` downloads the real SigLIP from the Hugging Face hub
     #[command(subcommand)]
     Model(ModelCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model bundle directory (with siglip.json)
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Precisions to time (default: every one the bundle has)
+    #[arg(long, value_delimiter = ',', value_parser = parse_fixed_precision)]
+    pub precision: Vec<crate::model::Precision>,
+    /// Thread counts to time, e.g. 1,2,4 (default: 1, 2, 4 … up to the core count)
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Timed runs per configuration (after one warm-up run)
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Print the measurements as JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Write the fastest configuration to <bundle>/auto.json for `--precision auto` and `threads = 0`
+    #[arg(long)]
+    pub save: bool,
+    /// Internal: measure exactly one configuration in this process
+    #[arg(long, hide = true)]
+    pub one: bool,
+}
+
+fn parse_fixed_precision(s: &str) -> Result<crate::model::Precision, String> {
+    match s.parse::<PrecisionChoice>()? {
+        PrecisionChoice::Fixed(p) => Ok(p),
+        PrecisionChoice::Auto => Err("name a precision (fp32 or int8), not auto".into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +116,9 @@ pub struct ServeArgs {
     /// Default vision precision for requests that do not pick one
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     pub precision: PrecisionChoice,
+    /// Threads for the model (0: the saved `bench` choice, else every core)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Largest upload accepted, in MiB
     #[arg(long, default_value_t = 20)]
     pub max_upload_mib: usize,
@@ -114,6 +151,9 @@ pub struct ClassifyArgs {
     /// Print one JSON document on stdout instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Threads for the model (0: the saved `bench` choice, else every core)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Largest image accepted, in pixels (bounds memory on hostile input)
     #[arg(long, default_value_t = crate::model::preprocess::DEFAULT_MAX_PIXELS)]
     pub max_pixels: u64,

@@ -50,6 +50,8 @@ struct RawModel {
     precision: String,
     #[serde(default)]
     embeddings: Option<PathBuf>,
+    #[serde(default)]
+    threads: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +316,8 @@ pub struct ModelConfig {
     pub bundle: PathBuf,
     pub precision: PrecisionChoice,
     pub embeddings: PathBuf,
+    /// 0 = the `siglipd bench --save` choice, else every core.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -453,7 +457,10 @@ fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, ConfigE
             bundle.parent().unwrap_or(Path::new("")).join(format!("{name}.embeddings.json"))
         }
     };
-    let model = ModelConfig { bundle, precision, embeddings };
+    if raw.model.threads > 256 {
+        return Err(invalid("model.threads".into(), format!("is {}, at most 256", raw.model.threads), Some("0 picks automatically")));
+    }
+    let model = ModelConfig { bundle, precision, embeddings, threads: raw.model.threads };
 
     let mqtt = match raw.mqtt {
         None => None,

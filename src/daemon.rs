@@ -61,7 +61,7 @@ struct CameraRun {
 
 /// One label's score: sigmoid of the (ensembled) prompt, damped by the strongest negative
 /// prompt: `p_pos · (1 − max p_neg)`.
-fn label_score(cal: &Calibration, img: &[f32], l: &LabelEmbedding) -> f32 {
+pub fn label_score(cal: &Calibration, img: &[f32], l: &LabelEmbedding) -> f32 {
     let pos = sigmoid(dot(img, &l.positive) * cal.scale + cal.bias);
     let neg = l.negatives.iter().map(|n| cal.score(img, n)).fold(0.0, f32::max);
     pos * (1.0 - neg)
@@ -277,6 +277,7 @@ impl Inference {
 pub fn prepare(config: &Config) -> anyhow::Result<(Engine, Vec<Vec<LabelEmbedding>>)> {
     let bundle = Bundle::open(&config.model.bundle)
         .with_context(|| format!("model.bundle in {}", config.origin))?;
+    crate::bench::apply_threads(&bundle, config.model.threads);
     let file = embeddings::load_or_embed(config, &bundle)?;
     let labels = config
         .cameras

@@ -4,6 +4,7 @@
 //! (tract encoders) → `classify` (cosine → sigmoid per label). See ARCHITECTURE.md.
 
 pub mod app;
+pub mod bench;
 pub mod classify;
 pub mod cli;
 pub mod config;

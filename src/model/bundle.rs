@@ -40,7 +40,8 @@ pub enum ModelError {
     Inference { tower: Tower, reason: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
     Int8,
@@ -270,6 +271,11 @@ impl Bundle {
                 available: list(&available),
             }),
             PrecisionChoice::Auto => {
+                if tower == Tower::Vision {
+                    if let Some(c) = crate::bench::saved_choice(self).filter(|c| available.contains(&c.precision)) {
+                        return Ok((c.precision, "auto: measured fastest on this CPU by `siglipd bench --save`"));
+                    }
+                }
                 let int8_is_weight_only = self
                     .spec(tower)
                     .and_then(|s| s.int8_form.as_deref())

@@ -51,6 +51,39 @@ impl Encoder {
         Ok(Self { state, path, tower, dim })
     }
 
+    /// Multiply-accumulates per run, from tract's cost model of the optimized graph.
+    fn macs(&self) -> u64 {
+        let model = self.state.model();
+        let mut total = 0u64;
+        for node in model.nodes() {
+            let Ok(inputs) = model.node_input_facts(node.id) else { continue };
+            if let Ok(costs) = node.op.cost(&inputs) {
+                for (cost, n) in costs {
+                    if let (tract_onnx::tract_core::ops::Cost::FMA(_), Ok(n)) = (cost, n.to_i64()) {
+                        total += n as u64;
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// The matrix-multiply kernels tract picked for this CPU (e.g. `arm64simd_mmm_i32_8x8_dot`).
+    fn kernels(&self) -> std::collections::BTreeSet<String> {
+        let model = self.state.model();
+        let mut out = std::collections::BTreeSet::new();
+        for node in model.nodes() {
+            for line in node.op.info().unwrap_or_default() {
+                for word in line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.contains("_mmm_") || word.starts_with("mmm_") {
+                        out.insert(word.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn run(&mut self, input: Tensor) -> Result<Vec<f32>, ModelError> {
         let fail = |e: TractError| ModelError::Inference { tower: self.tower, reason: format!("{e:#}") };
         let out = self.state.run(tvec!(input.into())).map_err(fail)?;
@@ -113,6 +146,16 @@ impl VisionEncoder {
 
     pub fn path(&self) -> &Path {
         &self.enc.path
+    }
+
+    /// Multiply-accumulates per image (tract's cost model).
+    pub fn macs(&self) -> u64 {
+        self.enc.macs()
+    }
+
+    /// Matrix-multiply kernels in use.
+    pub fn kernels(&self) -> std::collections::BTreeSet<String> {
+        self.enc.kernels()
     }
 
     /// Raw (un-normalized) embedding of a `[3, S, S]` pixel tensor, as the model outputs it.

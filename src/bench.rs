@@ -1,0 +1,312 @@
+//! `siglipd bench`: which precision and how many threads this board should use.
+//!
+//! Each (precision, threads) pair runs in a child process of the same binary, so peak RSS and
+//! load time are that configuration's own and one run's caches do not flatter the next. The
+//! child loads the vision tower, runs it once to warm up, then `runs` times on a fixed input.
+//! The result can be saved next to the bundle (`auto.json`), where `--precision auto` and
+//! `threads = 0` read it.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::model::bundle::sha256_file;
+use crate::model::{Bundle, Precision, Tower, VisionEncoder};
+
+pub const AUTO_FILE: &str = "auto.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub precision: Precision,
+    pub threads: usize,
+    pub load_ms: f64,
+    pub runs: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    /// Multiply-accumulates per image (tract's cost model of the optimized graph).
+    pub macs: u64,
+    pub peak_rss_mb: f64,
+    pub kernels: Vec<String>,
+}
+
+impl Measurement {
+    pub fn gflops(&self) -> f64 {
+        2.0 * self.macs as f64 / (self.median_ms / 1000.0) / 1e9
+    }
+}
+
+/// What `auto` uses on this machine for this bundle (written by `siglipd bench --save`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AutoChoice {
+    pub precision: Precision,
+    pub threads: usize,
+    pub cpu: String,
+    /// sha256 of the vision file measured for each precision: a re-exported bundle invalidates it.
+    pub vision_sha256: std::collections::BTreeMap<String, String>,
+    pub median_ms: f64,
+}
+
+/// The saved choice, if it was measured on this CPU for these very files.
+pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
+    let text = std::fs::read_to_string(bundle.dir.join(AUTO_FILE)).ok()?;
+    let c: AutoChoice = serde_json::from_str(&text).ok()?;
+    if c.cpu != cpu_name() {
+        tracing::info!(measured_on = %c.cpu, "ignoring {AUTO_FILE}: measured on another CPU");
+        return None;
+    }
+    let files = &bundle.manifest.vision.files;
+    let same = c.vision_sha256.iter().all(|(p, sha)| {
+        files.get(p).and_then(|f| bundle.manifest.sha256.get(f)).is_some_and(|s| s == sha)
+    });
+    same.then_some(c)
+}
+
+/// A name for this CPU, to tell whether a saved measurement applies.
+pub fn cpu_name() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        info.lines().find_map(|l| {
+            let (key, v) = l.split_once(':')?;
+            (key.trim() == k).then(|| v.trim().to_string())
+        })
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let name = field("model name")
+        .or_else(|| field("CPU part").map(|p| format!("{} (part {p})", arm_core(&p).unwrap_or("ARM"))))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{name}, {cores} cores")
+}
+
+fn arm_core(part: &str) -> Option<&'static str> {
+    Some(match part {
+        "0xd03" => "Cortex-A53",
+        "0xd05" => "Cortex-A55",
+        "0xd08" => "Cortex-A72",
+        "0xd0b" => "Cortex-A76",
+        "0xd41" => "Cortex-A78",
+        "0xd42" => "Cortex-A78AE",
+        "0xd4b" => "Cortex-A78C",
+        _ => return None,
+    })
+}
+
+/// Theoretical fp32 FLOP/s of one core, where the FMA throughput is known: (GFLOP/s, how).
+pub fn fp32_peak_per_core() -> Option<(f64, String)> {
+    let ghz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(|khz| khz / 1e6)
+        .or_else(|| {
+            let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+            info.lines().find_map(|l| l.strip_prefix("cpu MHz")?.split(':').nth(1)?.trim().parse::<f64>().ok()).map(|m| m / 1e3)
+        })?;
+    let (flops_per_cycle, how) = flops_per_cycle()?;
+    Some((ghz * flops_per_cycle, format!("{how} at {ghz:.2} GHz")))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn flops_per_cycle() -> Option<(f64, String)> {
+    if is_x86_feature_detected!("avx512f") {
+        // Xeon Scalable Gold/Platinum: two 512-bit FMA units; parts with one reach half of this
+        return Some((64.0, "AVX-512: 2×16-lane FMA/cycle".to_string()));
+    }
+    // two 256-bit FMA units (Haswell and later, Zen 2 and later): 2 × 8 lanes × 2 FLOP
+    (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then(|| (32.0, "AVX2: 2×8-lane FMA/cycle".to_string()))
+}
+
+#[cfg(target_arch = "aarch64")]
+fn flops_per_cycle() -> Option<(f64, String)> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let part = info.lines().find_map(|l| Some(l.strip_prefix("CPU part")?.split(':').nth(1)?.trim().to_string()))?;
+    // Cortex-A76/A78 family: two 128-bit FMA pipes = 2 × 4 lanes × 2 FLOP
+    matches!(part.as_str(), "0xd0b" | "0xd41" | "0xd42" | "0xd4b").then(|| (16.0, "NEON: 2×4-lane FMA/cycle".to_string()))
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn flops_per_cycle() -> Option<(f64, String)> {
+    None
+}
+
+/// Peak resident memory of this process so far, in MB.
+pub fn peak_rss_mb() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we own
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    ru.ru_maxrss as f64 / 1024.0 // KiB on Linux
+}
+
+/// Sets tract's matrix-multiply executor for this process: `n` threads (1 = none).
+pub fn set_threads(n: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    set_default_executor(if n > 1 { Executor::multithread(n) } else { Executor::SingleThread });
+}
+
+/// Threads to use: the configured count, else the saved choice, else every core.
+pub fn resolve_threads(configured: usize, saved: Option<&AutoChoice>) -> usize {
+    if configured > 0 {
+        configured
+    } else if let Some(c) = saved {
+        c.threads
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    }
+}
+
+/// Picks and sets the thread count for a bundle (`configured` 0 = saved choice or all cores).
+pub fn apply_threads(bundle: &Bundle, configured: usize) -> usize {
+    let n = resolve_threads(configured, saved_choice(bundle).as_ref());
+    set_threads(n);
+    tracing::info!(threads = n, "model threads");
+    n
+}
+
+/// The child's part: one configuration, measured in this process.
+pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usize) -> anyhow::Result<Measurement> {
+    set_threads(threads);
+    let bundle = Bundle::open(model)?;
+    let started = Instant::now();
+    let mut v = VisionEncoder::load(&bundle, precision)?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let s = bundle.manifest.image_size as usize;
+    // a fixed, non-trivial input (a gradient), the same for every configuration
+    let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    v.embed(&pixels)?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        v.embed(&pixels)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Measurement {
+        precision,
+        threads,
+        load_ms,
+        runs: times.len(),
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+        macs: v.macs(),
+        peak_rss_mb: peak_rss_mb(),
+        kernels: v.kernels().into_iter().collect(),
+    })
+}
+
+pub struct BenchOptions {
+    pub model: PathBuf,
+    pub precisions: Vec<Precision>,
+    pub threads: Vec<usize>,
+    pub runs: usize,
+}
+
+/// Runs every configuration in a child process and returns the measurements.
+pub fn measure_all(o: &BenchOptions) -> anyhow::Result<Vec<Measurement>> {
+    let exe = std::env::current_exe().context("cannot find the siglipd executable")?;
+    let mut out = Vec::new();
+    for &p in &o.precisions {
+        for &t in &o.threads {
+            tracing::info!(precision = %p, threads = t, "measuring");
+            let r = Command::new(&exe)
+                .args(["-q", "bench", "--one", "--model"])
+                .arg(&o.model)
+                .args(["--precision", p.as_str(), "--threads", &t.to_string(), "--runs", &o.runs.to_string()])
+                .output()
+                .context("cannot start the measuring process")?;
+            if !r.status.success() {
+                bail!("measuring {p} with {t} thread(s) failed: {}", String::from_utf8_lossy(&r.stderr).trim());
+            }
+            out.push(serde_json::from_slice(&r.stdout).context("unreadable measurement")?);
+        }
+    }
+    Ok(out)
+}
+
+/// The fastest configuration; fp32 wins ties within 3 % (it is the exact one).
+pub fn choose(ms: &[Measurement]) -> Option<&Measurement> {
+    let best = ms.iter().min_by(|a, b| a.median_ms.total_cmp(&b.median_ms))?;
+    let fp32 = ms
+        .iter()
+        .filter(|m| m.precision == Precision::Fp32)
+        .min_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
+    Some(match fp32 {
+        Some(f) if f.median_ms <= best.median_ms * 1.03 => f,
+        _ => best,
+    })
+}
+
+pub fn auto_choice(bundle: &Bundle, m: &Measurement) -> anyhow::Result<AutoChoice> {
+    let mut shas = std::collections::BTreeMap::new();
+    for p in bundle.precisions(Tower::Vision) {
+        let f = bundle.manifest.vision.files.get(p.as_str()).expect("listed precision has a file");
+        let sha = match bundle.manifest.sha256.get(f) {
+            Some(s) => s.clone(),
+            None => sha256_file(&bundle.dir.join(f))?,
+        };
+        shas.insert(p.as_str().to_string(), sha);
+    }
+    Ok(AutoChoice { precision: m.precision, threads: m.threads, cpu: cpu_name(), vision_sha256: shas, median_ms: m.median_ms })
+}
+
+/// The human table.
+pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
+    let mut s = String::new();
+    let macs = ms.first().map(|m| m.macs).unwrap_or(0);
+    s += &format!("model: {} ({}), vision tower {:.2} GMAC per image\n", bundle.dir.display(), bundle.manifest.source, macs as f64 / 1e9);
+    let peak = fp32_peak_per_core();
+    s += &format!(
+        "cpu: {}; fp32 peak {}\n\n",
+        cpu_name(),
+        peak.as_ref().map(|(g, how)| format!("≈ {g:.0} GFLOP/s per core ({how})")).unwrap_or_else(|| "unknown for this CPU".into())
+    );
+    s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  kernels\n";
+    for m in ms {
+        let pct = peak.as_ref().map(|(g, _)| format!("{:.0} %", 100.0 * m.gflops() / (g * m.threads as f64))).unwrap_or_else(|| "—".into());
+        s += &format!(
+            "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0}  {}\n",
+            m.precision.as_str(),
+            m.threads,
+            m.load_ms,
+            m.median_ms,
+            m.min_ms,
+            m.max_ms,
+            m.gflops(),
+            pct,
+            m.peak_rss_mb,
+            m.kernels.join(",")
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: Precision, threads: usize, ms: f64) -> Measurement {
+        Measurement { precision: p, threads, load_ms: 0.0, runs: 1, median_ms: ms, min_ms: ms, max_ms: ms, macs: 1_000_000_000, peak_rss_mb: 0.0, kernels: vec![] }
+    }
+
+    #[test]
+    fn choice_is_the_fastest_but_fp32_wins_near_ties() {
+        let ms = [m(Precision::Fp32, 1, 500.0), m(Precision::Fp32, 2, 300.0), m(Precision::Int8, 2, 295.0)];
+        let c = choose(&ms).unwrap();
+        assert_eq!((c.precision, c.threads), (Precision::Fp32, 2));
+        let ms = [m(Precision::Fp32, 2, 300.0), m(Precision::Int8, 2, 150.0)];
+        assert_eq!(choose(&ms).unwrap().precision, Precision::Int8);
+        assert!(choose(&[]).is_none());
+        assert!((ms[0].gflops() - 2.0 / 0.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn threads_come_from_config_then_saved_choice_then_cores() {
+        let saved = AutoChoice { precision: Precision::Fp32, threads: 3, cpu: String::new(), vision_sha256: Default::default(), median_ms: 1.0 };
+        assert_eq!(resolve_threads(2, Some(&saved)), 2);
+        assert_eq!(resolve_threads(0, Some(&saved)), 3);
+        assert!(resolve_threads(0, None) >= 1);
+    }
+}
