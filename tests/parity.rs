@@ -168,6 +168,31 @@ fn int8_image_embeddings_stay_close_to_fp32() {
     eprintln!("worst int8 cosine: {worst:.5}");
 }
 
+/// The dynamic int8 form (MatMulInteger, as in the transformers.js exports) runs on tract's
+/// integer kernels. Under qemu, `cross/aarch64.sh` sets SIGLIPD_EXPECT_INT8_KERNEL per emulated
+/// CPU, so both the ARM dot-product kernel and its fallback are proven against the reference.
+#[test]
+fn dynamic_int8_runs_on_int8_kernels_and_matches_the_reference() {
+    let g = golden();
+    let b = Bundle::open(&fixtures().join("tiny-dyn")).unwrap();
+    assert_eq!(b.manifest.vision.int8_form.as_deref(), Some("dynamic-int8"));
+    let mut int8 = VisionEncoder::load(&b, Precision::Int8).unwrap();
+    let kernels = int8.kernels();
+    eprintln!("int8 kernels: {kernels:?}");
+    assert!(kernels.iter().any(|k| k.contains("_mmm_i32_")), "no integer matmul kernel in {kernels:?}");
+    if let Ok(expected) = std::env::var("SIGLIPD_EXPECT_INT8_KERNEL") {
+        assert!(kernels.contains(&expected), "expected {expected} among {kernels:?}");
+    }
+    let mut worst = 1f32;
+    for img in &g.images {
+        let pixels = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let c = cosine(&int8.embed_raw(&pixels).unwrap(), &img.image_embeds);
+        worst = worst.min(c);
+        assert!(c >= 0.99, "{}: dynamic int8 cosine {c} against the fp32 reference", img.file);
+    }
+    eprintln!("worst dynamic int8 cosine: {worst:.5}");
+}
+
 #[test]
 fn broken_images_are_clear_errors() {
     let b = bundle();

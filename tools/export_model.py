@@ -297,6 +297,28 @@ def quantize_weights_int8(model_proto):
     return stats
 
 
+FORM_NAMES = {"weight-only": "weight-only-qdq-per-channel", "dynamic": "dynamic-int8"}
+
+
+def quantize_dynamic_int8(fp32_path: Path, out_path: Path) -> dict:
+    """onnxruntime dynamic int8 (MatMulInteger + DynamicQuantizeLinear; uint8 weights as the
+    transformers.js exports): tract runs it on its int8 kernels — the dot-product ones on
+    ARMv8.2+ (Pi 5, Orin). Activation x activation MatMuls (attention) stay fp32: tract gives
+    wrong results when a quantized MatMul feeds Softmax."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    m = onnx.load(str(fp32_path))
+    inits = {i.name for i in m.graph.initializer}
+    consts = {o for n in m.graph.node if n.op_type == "Constant" for o in n.output}
+    keep = [n.name for n in m.graph.node if n.op_type == "MatMul" and not (n.input[1] in inits or n.input[1] in consts)]
+    quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QUInt8,
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=keep)
+    q = onnx.load(str(out_path))
+    n_int = sum(1 for n in q.graph.node if n.op_type == "MatMulInteger")
+    return {"quantized": n_int, "kept_fp32": len(keep)}
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -448,7 +470,7 @@ def check_checkpoint(ckpt: Path) -> dict:
     return cfg
 
 
-def export_bundle(ckpt: Path, out: Path, source: str) -> dict:
+def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-only") -> dict:
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -527,10 +549,13 @@ def export_bundle(ckpt: Path, out: Path, source: str) -> dict:
         if diff > 1e-3 * max(1.0, float(np.abs(ref[1]).max())):
             raise RuntimeError(f"{fp32.name} does not reproduce torch (max abs diff {diff})")
 
-        stats = quantize_weights_int8(m)
         int8 = out / f"{name}_int8.onnx"
-        onnx.checker.check_model(m)
-        onnx.save(m, str(int8))
+        if int8_form == "dynamic":
+            stats = quantize_dynamic_int8(fp32, int8)
+        else:
+            stats = quantize_weights_int8(m)
+            onnx.checker.check_model(m)
+            onnx.save(m, str(int8))
         got8 = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {inp: ref[0]})[0]
         cos = cosine_rows(got8.astype(np.float64), got.astype(np.float64))
         log(f"{int8.name}: {stats['quantized']} MatMul/Gemm weights int8, {stats['kept_fp32']} activation MatMuls fp32; "
@@ -571,13 +596,13 @@ def export_bundle(ckpt: Path, out: Path, source: str) -> dict:
         "embed_dim": embed_dim,
         "logit_scale": float(model.logit_scale.item()),
         "logit_bias": float(model.logit_bias.item()),
-        "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": "weight-only-qdq-per-channel"},
+        "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": FORM_NAMES[int8_form]},
         "text": {"input": "input_ids", "output": "text_embeds", "files": files["text"]},
         "tokenizer": "tokenizer.json",
         "sha256": {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "siglip.json"},
     }
     if "int8" in files["text"]:
-        manifest["text"]["int8_form"] = "weight-only-qdq-per-channel"
+        manifest["text"]["int8_form"] = FORM_NAMES[int8_form]
     (out / "siglip.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     for f in sorted(out.iterdir()):
         log(f"  {f.name:20s} {f.stat().st_size:>12,d} bytes")
@@ -594,6 +619,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="torch seed for --random (default 0)")
     ap.add_argument("--out", required=True, help="bundle output directory")
     ap.add_argument("--checkpoint-out", help="with --random: keep the generated checkpoint here")
+    ap.add_argument("--int8-form", choices=["weight-only", "dynamic"], default="weight-only",
+                    help="weight-only: int8 weights expanded to fp32 in tract (4x smaller, same speed class as fp32); "
+                         "dynamic: MatMulInteger, fast on ARM CPUs with dot product (Pi 5, Orin), very slow on x86")
     args = ap.parse_args(argv)
     if args.checkpoint_out and not args.random:
         ap.error("--checkpoint-out only makes sense with --random")
@@ -614,15 +642,15 @@ def main(argv=None) -> int:
                 if ckpt.exists():
                     shutil.rmtree(ckpt)
                 make_random_checkpoint(args.random, args.seed, ckpt)
-                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}")
+                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     make_random_checkpoint(args.random, args.seed, Path(tmp))
-                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}")
+                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form)
         else:
             ckpt = resolve_source(args.src)
             check_checkpoint(ckpt)
-            export_bundle(ckpt, Path(args.out), args.src)
+            export_bundle(ckpt, Path(args.out), args.src, args.int8_form)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@
 Writes
   tests/fixtures/tiny/             tiny random bundle   (export_model.py --random tiny --seed 0)
   tests/fixtures/tiny-checkpoint/  its save_pretrained checkpoint (source of truth for goldens)
+  tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
   tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
   tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
 
@@ -120,6 +121,18 @@ def make_bundle() -> None:
         if d.exists():
             shutil.rmtree(d)
     rc = em.main(["--random", "tiny", "--seed", "0", "--out", str(FIX / "tiny"), "--checkpoint-out", str(FIX / "tiny-checkpoint")])
+    if rc:
+        raise SystemExit(rc)
+    make_dynamic_bundle()
+
+
+def make_dynamic_bundle() -> None:
+    """The same tiny weights with the dynamic int8 form (MatMulInteger): exercises tract's int8
+    kernels (x86, ARM NEON, ARM dot product under qemu) against the fp32 goldens."""
+    out = FIX / "tiny-dyn"
+    if out.exists():
+        shutil.rmtree(out)
+    rc = em.main(["--from", str(FIX / "tiny-checkpoint"), "--int8-form", "dynamic", "--out", str(out)])
     if rc:
         raise SystemExit(rc)
 

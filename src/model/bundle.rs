@@ -276,12 +276,14 @@ impl Bundle {
                         return Ok((c.precision, "auto: measured fastest on this CPU by `siglipd bench --save`"));
                     }
                 }
-                let int8_is_weight_only = self
-                    .spec(tower)
-                    .and_then(|s| s.int8_form.as_deref())
-                    .is_none_or(|f| f.starts_with("weight-only"));
-                if available.contains(&Precision::Fp32) && int8_is_weight_only {
-                    Ok((Precision::Fp32, "auto: the int8 weights are dequantized at load and run as fp32 math in tract, so fp32 is as fast and exact"))
+                let form = self.spec(tower).and_then(|s| s.int8_form.clone()).unwrap_or_default();
+                let has_fp32 = available.contains(&Precision::Fp32);
+                if available.contains(&Precision::Int8) && form.starts_with("dynamic") && Self::cpu_has_int8_dot() {
+                    Ok((Precision::Int8, "auto: dynamic int8 runs on this CPU's dot-product int8 kernels"))
+                } else if has_fp32 && form.starts_with("dynamic") {
+                    Ok((Precision::Fp32, "auto: this CPU has no int8 dot-product instructions, where tract's int8 kernels are far slower than fp32"))
+                } else if has_fp32 {
+                    Ok((Precision::Fp32, "auto: the int8 weights are expanded to fp32 for every matmul in tract, so fp32 is faster and exact (int8 saves memory; `siglipd bench --save` measures)"))
                 } else if let Some(p) = available.last() {
                     Ok((*p, "auto: the only precision in this bundle"))
                 } else {
@@ -291,7 +293,19 @@ impl Bundle {
         }
     }
 
-    /// Path of a tower's model file after checking its sha256 against the manifest.
+    /// ARMv8.2 dot product (SDOT/UDOT), where tract's int8 matmul kernels beat fp32.
+pub fn cpu_has_int8_dot() -> bool {
+    #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+    {
+        const HWCAP_ASIMDDP: libc::c_ulong = 1 << 20;
+        // SAFETY: getauxval has no preconditions
+        return unsafe { libc::getauxval(libc::AT_HWCAP) } & HWCAP_ASIMDDP != 0;
+    }
+    #[allow(unreachable_code)]
+    false
+}
+
+/// Path of a tower's model file after checking its sha256 against the manifest.
     pub fn model_file(&self, tower: Tower, precision: Precision) -> Result<PathBuf, ModelError> {
         let spec = self.spec(tower).ok_or_else(|| ModelError::PrecisionUnavailable {
             precision,

@@ -35,6 +35,9 @@ impl Encoder {
         check_io(&model, &spec.input, &spec.output, expected_input).map_err(mismatch)?;
         // exporters like optimum put `last_hidden_state` first; keep only the pooled output
         model.select_output_outlets(&[find_output(&model, &spec.output).expect("checked by check_io")]).map_err(load)?;
+        // shapes stored in the file for intermediate values may carry a symbolic batch (e.g.
+        // after onnxruntime quantization) that contradicts our concrete input: let tract infer them
+        forget_intermediate_shapes(&mut model).map_err(load)?;
         let model = model
             .with_input_fact(0, input_fact)
             .and_then(|m| m.into_optimized())
@@ -121,6 +124,25 @@ fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &
     let out_names: Vec<&str> = outputs.iter().filter_map(|o| model.outlet_label(*o)).collect();
     if !out_names.contains(&output) {
         return Err(format!("no output named {output:?} (the model has {out_names:?})"));
+    }
+    Ok(())
+}
+
+fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractResult<()> {
+    let inputs = model.input_outlets()?.to_vec();
+    for id in 0..model.nodes().len() {
+        for slot in 0..model.node(id).outputs.len() {
+            let outlet = OutletId::new(id, slot);
+            if !inputs.contains(&outlet) {
+                let fact = model.outlet_fact(outlet)?.clone();
+                // keep the element type, drop the shape
+                let mut fresh = InferenceFact::default();
+                if let Some(dt) = fact.datum_type.concretize() {
+                    fresh = fresh.with_datum_type(dt);
+                }
+                model.set_outlet_fact(outlet, fresh)?;
+            }
+        }
     }
     Ok(())
 }
