@@ -41,12 +41,14 @@ xcargo() {
 # binfmt_misc an aarch64 process cannot exec another aarch64 binary under qemu-user.
 TEST_ARGS=(--release --locked --target "$TARGET" --lib --test parity --test http)
 
+# One compile: building the integration tests also builds the siglipd binary, with the same
+# (dev-dependency-unified) features, so a separate `cargo build` would compile much twice.
 build_and_test() {
-  phase "release build (siglipd binary)"
-  xcargo build --release --locked --target "$TARGET" --bin siglipd
-  phase "building tests"
+  phase "release build: siglipd binary and the tests"
   xcargo test "${TEST_ARGS[@]}" --no-run
-  file "target/cross/$TARGET/release/siglipd" 2>/dev/null || true
+  local bin="target/cross/$TARGET/release/siglipd"
+  [ -x "$bin" ] || { echo "cross: $bin was not built" >&2; return 1; }
+  file "$bin" 2>/dev/null || ls -la "$bin"
 }
 
 # run_tests <label> <VAR=value>...: runs the lib + parity + http tests under the runner from
