@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit + integration tests (parity against the committed goldens),
 # then the Python tooling tests (export round trip, goldens reproducible from transformers).
-# Creates the Python venv (.venv, ~5 GB, torch CPU use) on first run.
+# Creates the Python venv (.venv, ~4.9 GB: torch's CUDA libraries, used on CPU) on first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +9,8 @@ VENV=${SIGLIPD_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import transformers, torch, onnxruntime, pytest' 2>/dev/null; then
   echo "== setting up Python tools venv in $VENV (tools/requirements.txt)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet -r tools/requirements.txt
+  # The list is closed and pinned (see its header): no resolver, no triton, no wheel cache.
+  "$VENV/bin/pip" install --quiet --no-cache-dir --no-deps -r tools/requirements.txt
 fi
 
 echo "== cargo test"
