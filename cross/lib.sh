@@ -8,7 +8,8 @@ cd "$ROOT"
 start=$(date +%s)
 phase() { echo "== [cross $TARGET $(( $(date +%s) - start ))s] $*"; }
 
-# install_packages <debian arch> <package>... : idempotent; only runs apt when something is missing
+# install_packages <debian arch or -> <package>... : idempotent; only runs apt when something is
+# missing; a foreign architecture is added only when one is named
 install_packages() {
   local arch=$1; shift
   local missing=()
@@ -16,7 +17,7 @@ install_packages() {
   [ ${#missing[@]} -eq 0 ] && { phase "packages present"; return 0; }
   phase "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+  if [ "$arch" != - ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
     dpkg --add-architecture "$arch"
   fi
   if ! apt-get update -qq; then
@@ -30,8 +31,10 @@ install_packages() {
 }
 
 # Debian's cargo with Debian's rustc (rustup's rustc has no std for these targets: E0463).
+# XCARGO_ENV: extra VAR=value pairs a target script needs (armv7: RUSTC_BOOTSTRAP for build-std).
+XCARGO_ENV=()
 xcargo() {
-  RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+  env "${XCARGO_ENV[@]}" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
     CARGO_TARGET_DIR="$ROOT/target/cross" \
     /usr/bin/cargo --config "$ROOT/cross/$TARGET.toml" "$@"
 }

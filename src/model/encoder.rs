@@ -78,7 +78,10 @@ impl Encoder {
         for node in model.nodes() {
             for line in node.op.info().unwrap_or_default() {
                 for word in line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                    if word.contains("_mmm_") || word.starts_with("mmm_") {
+                    // SIMD kernels are `<isa>_mmm_<type>_<m>x<n>`, tract's portable Rust ones
+                    // `generic_<type>_<m>x<n>` (what armv7 without NEON gets for int8)
+                    let generic = word.strip_prefix("generic_").is_some_and(|rest| rest.contains('x'));
+                    if word.contains("_mmm_") || word.starts_with("mmm_") || generic {
                         out.insert(word.to_string());
                     }
                 }
