@@ -23,9 +23,9 @@ install_packages() {
   if ! apt-get update -qq; then
     # Seen once: the mirror's index for one foreign architecture was stale. Say so plainly
     # instead of failing somewhere later with a confusing missing-package error.
-    echo "cross: apt-get update failed (stale package index for $arch?); retrying once" >&2
+    echo "cross: apt-get update failed (a stale mirror index?); retrying once" >&2
     sleep 5
-    apt-get update -qq || { echo "cross: apt-get update failed for $arch: cannot install the $TARGET toolchain" >&2; return 100; }
+    apt-get update -qq || { echo "cross: apt-get update failed twice (see the E: lines above for the index): cannot install the $TARGET toolchain" >&2; return 100; }
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
