@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use image::{Rgb, RgbImage};
-use siglipd::bench::set_threads;
+use siglipd::bench::{cores, set_threads};
 use siglipd::classify::Calibration;
 use siglipd::daemon::label_score;
 use siglipd::embeddings::LabelEmbedding;
@@ -101,7 +101,7 @@ fn model_benches(c: &mut Criterion) {
     let frame = jpeg(640, 480, 80);
     let img = preprocess::decode(&frame, "bench", u64::MAX).unwrap();
     let pixels = pre.pixels(&img);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = cores();
     let threads: Vec<usize> = if cores > 1 { vec![1, cores] } else { vec![1] };
 
     let mut g = c.benchmark_group("vision");
@@ -133,7 +133,7 @@ fn model_benches(c: &mut Criterion) {
     // non-blocking hand-off to the MQTT publisher
     let cal = bundle.calibration();
     let labels: Vec<LabelEmbedding> =
-        (0..10).map(|i| LabelEmbedding { positive: unit(m_dim(&bundle), 7 + i), negatives: vec![] }).collect();
+        (0..10).map(|i| LabelEmbedding { positive: unit(bundle.manifest.embed_dim, 7 + i), negatives: vec![] }).collect();
     let queue = Arc::new(DropQueue::new(100));
     let mut g = c.benchmark_group("frame");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
@@ -155,10 +155,6 @@ fn model_benches(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-fn m_dim(b: &Bundle) -> usize {
-    b.manifest.embed_dim
 }
 
 criterion_group!(benches, preprocess_benches, score_benches, model_benches);

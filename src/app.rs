@@ -96,7 +96,7 @@ fn bench(a: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let precisions = if a.precision.is_empty() { bundle.precisions(crate::model::Tower::Vision) } else { a.precision };
     let threads = if a.threads.is_empty() {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = bench::cores();
         let mut t: Vec<usize> = [1, 2, 4, 8].into_iter().filter(|&n| n < cores).collect();
         t.push(cores);
         t.dedup();

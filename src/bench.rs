@@ -64,20 +64,30 @@ pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
     same.then_some(c)
 }
 
+/// Cores this process may use (the default thread count).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn cpuinfo() -> String {
+    std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()
+}
+
+/// The first `key : value` line of /proc/cpuinfo text with this key ("model name", "CPU part").
+fn cpuinfo_field(info: &str, key: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
 /// A name for this CPU, to tell whether a saved measurement applies.
 pub fn cpu_name() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |k: &str| {
-        info.lines().find_map(|l| {
-            let (key, v) = l.split_once(':')?;
-            (key.trim() == k).then(|| v.trim().to_string())
-        })
-    };
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let name = field("model name")
-        .or_else(|| field("CPU part").map(|p| format!("{} (part {p})", arm_core(&p).unwrap_or("ARM"))))
+    let info = cpuinfo();
+    let name = cpuinfo_field(&info, "model name")
+        .or_else(|| cpuinfo_field(&info, "CPU part").map(|p| format!("{} (part {p})", arm_core(&p).unwrap_or("ARM"))))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    format!("{name}, {cores} cores")
+    format!("{name}, {} cores", cores())
 }
 
 fn arm_core(part: &str) -> Option<&'static str> {
@@ -93,16 +103,21 @@ fn arm_core(part: &str) -> Option<&'static str> {
     })
 }
 
+/// fp32 FLOP per cycle of an ARM core by its "CPU part", where known.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn arm_flops_per_cycle(part: &str) -> Option<(f64, String)> {
+    // Cortex-A76/A78 family: two 128-bit FMA pipes = 2 × 4 lanes × 2 FLOP
+    matches!(arm_core(part)?, "Cortex-A76" | "Cortex-A78" | "Cortex-A78AE" | "Cortex-A78C")
+        .then(|| (16.0, "NEON: 2×4-lane FMA/cycle".to_string()))
+}
+
 /// Theoretical fp32 FLOP/s of one core, where the FMA throughput is known: (GFLOP/s, how).
 pub fn fp32_peak_per_core() -> Option<(f64, String)> {
     let ghz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
         .ok()
         .and_then(|s| s.trim().parse::<f64>().ok())
         .map(|khz| khz / 1e6)
-        .or_else(|| {
-            let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-            info.lines().find_map(|l| l.strip_prefix("cpu MHz")?.split(':').nth(1)?.trim().parse::<f64>().ok()).map(|m| m / 1e3)
-        })?;
+        .or_else(|| cpuinfo_field(&cpuinfo(), "cpu MHz")?.parse::<f64>().ok().map(|m| m / 1e3))?;
     let (flops_per_cycle, how) = flops_per_cycle()?;
     Some((ghz * flops_per_cycle, format!("{how} at {ghz:.2} GHz")))
 }
@@ -119,10 +134,7 @@ fn flops_per_cycle() -> Option<(f64, String)> {
 
 #[cfg(target_arch = "aarch64")]
 fn flops_per_cycle() -> Option<(f64, String)> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let part = info.lines().find_map(|l| Some(l.strip_prefix("CPU part")?.split(':').nth(1)?.trim().to_string()))?;
-    // Cortex-A76/A78 family: two 128-bit FMA pipes = 2 × 4 lanes × 2 FLOP
-    matches!(part.as_str(), "0xd0b" | "0xd41" | "0xd42" | "0xd4b").then(|| (16.0, "NEON: 2×4-lane FMA/cycle".to_string()))
+    arm_flops_per_cycle(&cpuinfo_field(&cpuinfo(), "CPU part")?)
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -153,7 +165,7 @@ pub fn resolve_threads(configured: usize, saved: Option<&AutoChoice>) -> usize {
     } else if let Some(c) = saved {
         c.threads
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        cores()
     }
 }
 
@@ -300,6 +312,18 @@ mod tests {
         assert_eq!(choose(&ms).unwrap().precision, Precision::Int8);
         assert!(choose(&[]).is_none());
         assert!((ms[0].gflops() - 2.0 / 0.3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpuinfo_fields_and_arm_peaks() {
+        let info = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0b\ncpu MHz\t\t: 2400.000\n";
+        assert_eq!(cpuinfo_field(info, "CPU part").as_deref(), Some("0xd0b"));
+        assert_eq!(cpuinfo_field(info, "cpu MHz").as_deref(), Some("2400.000"));
+        assert_eq!(cpuinfo_field(info, "model name"), None);
+        assert_eq!(arm_flops_per_cycle("0xd0b").map(|(f, _)| f), Some(16.0));
+        assert_eq!(arm_flops_per_cycle("0xd4b").map(|(f, _)| f), Some(16.0));
+        assert_eq!(arm_flops_per_cycle("0xd08"), None, "Cortex-A72: peak not claimed");
+        assert_eq!(arm_flops_per_cycle("0x999"), None);
     }
 
     #[test]
