@@ -13,10 +13,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import transformers, 
   "$VENV/bin/pip" install --quiet --no-cache-dir --no-deps -r tools/requirements.txt
 fi
 
+# The binary the browser and Python tests drive: the one `cargo test` builds, wherever
+# CARGO_TARGET_DIR puts it.
+SIGLIPD_BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/siglipd"
+export SIGLIPD_BIN
+
 echo "== cargo test"
 cargo test --locked --all-targets
 
-echo "== browser tests (headless Chromium via playwright-core, against target/debug/siglipd)"
+echo "== browser tests (headless Chromium via playwright-core, against $SIGLIPD_BIN)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 echo "== python tools tests"

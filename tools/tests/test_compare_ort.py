@@ -1,5 +1,6 @@
 """tools/compare_ort.py on the tiny fixture bundle: both engines timed, ratios printed."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXE = ROOT / "target/debug/siglipd"
+# tools/test-all.sh sets SIGLIPD_BIN to the binary cargo just built (CARGO_TARGET_DIR aware)
+EXE = Path(os.environ.get("SIGLIPD_BIN", ROOT / "target/debug/siglipd"))
 
 
 @pytest.mark.skipif(not EXE.exists(), reason="needs target/debug/siglipd (cargo test builds it first in test-all.sh)")
