@@ -55,7 +55,8 @@ fn unit(dim: usize, seed: u64) -> Vec<f32> {
 }
 
 fn preprocess_benches(c: &mut Criterion) {
-    let pre = Preprocessor::new(&Bundle::open(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")).unwrap().manifest);
+    let pre =
+        Preprocessor::new(&Bundle::open(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")).unwrap().manifest);
     let mut pixels = vec![0f32; pre.tensor_len()];
     let mut g = c.benchmark_group("preprocess");
     for (name, w, h, q) in [("jpeg_1920x1080", 1920, 1080, 90), ("mjpeg_640x480", 640, 480, 80)] {
@@ -80,7 +81,8 @@ fn score_benches(c: &mut Criterion) {
     let img = unit(768, 1);
     let mut g = c.benchmark_group("score");
     for n in [10usize, 1000] {
-        let labels: Vec<LabelEmbedding> = (0..n).map(|i| LabelEmbedding { positive: unit(768, 100 + i as u64), negatives: vec![] }).collect();
+        let labels: Vec<LabelEmbedding> =
+            (0..n).map(|i| LabelEmbedding { positive: unit(768, 100 + i as u64), negatives: vec![] }).collect();
         let mut scores = vec![0f32; n];
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(BenchmarkId::new("labels", n), |b| {
@@ -110,14 +112,23 @@ fn model_benches(c: &mut Criterion) {
         for &t in &threads {
             set_threads(t);
             let mut v = VisionEncoder::load(&bundle, p).unwrap();
-            g.bench_function(BenchmarkId::new(p.as_str(), format!("threads={t}")), |b| b.iter(|| v.embed(black_box(&pixels)).unwrap()));
+            g.bench_function(BenchmarkId::new(p.as_str(), format!("threads={t}")), |b| {
+                b.iter(|| v.embed(black_box(&pixels)).unwrap())
+            });
         }
     }
     g.finish();
 
     if bundle.has_text() {
         let m = &bundle.manifest;
-        let tok = TextTokenizer::from_file(&bundle.tokenizer_file().unwrap(), m.text_preprocessing.clone(), m.max_text_length, m.pad_id, m.eos_id).unwrap();
+        let tok = TextTokenizer::from_file(
+            &bundle.tokenizer_file().unwrap(),
+            m.text_preprocessing.clone(),
+            m.max_text_length,
+            m.pad_id,
+            m.eos_id,
+        )
+        .unwrap();
         let ids = tok.encode("This is a photo of a parked car.").unwrap();
         let mut g = c.benchmark_group("text");
         g.sample_size(10);
@@ -150,7 +161,13 @@ fn model_benches(c: &mut Criterion) {
             for (s, l) in scores.iter_mut().zip(&labels) {
                 *s = label_score(&cal, &emb, l);
             }
-            queue.push(Output::State { camera: "bench".into(), json: serde_json::json!({"scores": scores}) });
+            let state = siglipd::sink::StateMsg {
+                ts: 0.0,
+                top: vec![],
+                scores: scores.iter().enumerate().map(|(i, s)| (i.to_string(), *s)).collect(),
+                infer_ms: 0.0,
+            };
+            queue.push(Output::State { camera: "bench".into(), state: std::sync::Arc::new(state) });
             while queue.pop().is_some() {}
         })
     });

@@ -12,36 +12,98 @@ use std::io::IsTerminal;
 
 use crate::cli::{ClassifyArgs, Cli, Command, ConfigArg};
 use crate::config::Config;
-use crate::{daemon, embeddings};
 use crate::engine::Engine;
 use crate::labels::{parse_list, Template};
 use crate::model::Bundle;
+use crate::{daemon, embeddings};
 
-/// Some inputs failed, the rest were processed.
-pub const EXIT_PARTIAL: u8 = 1;
-/// Bad arguments, labels or model bundle: retrying will not help.
-pub const EXIT_USAGE: u8 = 2;
-/// The daemon's configuration (or what it names) is unusable (sysexits EX_CONFIG); the
-/// systemd unit lists it in RestartPreventExitStatus so a bad config is not restarted in a loop.
-pub const EXIT_CONFIG: u8 = 78;
-/// Anything else (network, disk).
+/// Some inputs failed (the rest were processed), or a failure a retry may fix (network, disk,
+/// I/O): systemd's `Restart=on-failure` restarts the service.
 pub const EXIT_FAILURE: u8 = 1;
+/// Bad arguments, labels or template: what was typed must change.
+pub const EXIT_USAGE: u8 = 2;
+/// The configuration, model bundle or embeddings are unusable (sysexits EX_CONFIG): a restart
+/// cannot fix it, so the unit lists it in `RestartPreventExitStatus`.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// What an error means for the exit code — the one place that decides it (README table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// stdout was closed by the reader (`siglipd classify … | head`): not a failure.
+    ClosedPipe,
+    Usage,
+    Config,
+    /// Anything a retry may fix.
+    Transient,
+}
+
+impl Cause {
+    pub fn of(e: &anyhow::Error) -> Self {
+        use crate::model::ModelError;
+        for c in e.chain() {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Cause::ClosedPipe;
+                }
+            }
+        }
+        for c in e.chain() {
+            if c.is::<crate::labels::LabelError>() || c.is::<UsageError>() {
+                return Cause::Usage;
+            }
+            if c.is::<crate::config::ConfigError>() || c.is::<crate::embeddings::EmbeddingsError>() {
+                return Cause::Config;
+            }
+            if let Some(m) = c.downcast_ref::<ModelError>() {
+                // reading a model file can fail for reasons a retry fixes; the rest cannot
+                return if matches!(m, ModelError::Io { .. }) { Cause::Transient } else { Cause::Config };
+            }
+            if c.is::<crate::state::StateError>() || c.is::<std::io::Error>() {
+                return Cause::Transient;
+            }
+        }
+        Cause::Transient
+    }
+
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Cause::ClosedPipe => 0,
+            Cause::Usage => EXIT_USAGE,
+            Cause::Config => EXIT_CONFIG,
+            Cause::Transient => EXIT_FAILURE,
+        }
+    }
+}
+
+/// A command-line argument that cannot work (the message says which and why).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 pub fn run(cli: Cli) -> ExitCode {
-    let (result, failure_code) = match cli.command {
-        Command::Classify(args) => (classify(args), EXIT_USAGE),
-        Command::Run(c) => (load_config(&c).and_then(|cfg| daemon::run(cfg).map(|()| ExitCode::SUCCESS)), EXIT_CONFIG),
-        Command::Embed(c) => (embed(&c), EXIT_CONFIG),
-        Command::CheckConfig(c) => (check_config(&c), EXIT_CONFIG),
-        Command::Serve(a) => (serve(a), EXIT_USAGE),
-        Command::Model(crate::cli::ModelCommand::Pull(a)) => (pull(a), EXIT_FAILURE),
-        Command::Bench(a) => (bench(a), EXIT_USAGE),
+    let result = match cli.command {
+        Command::Classify(args) => classify(args),
+        Command::Run(c) => {
+            crate::host::raise_fd_limit();
+            load_config(&c).and_then(|cfg| daemon::run(cfg, c.config.clone()).map(|()| ExitCode::SUCCESS))
+        }
+        Command::Embed(c) => embed(&c),
+        Command::CheckConfig(c) => check_config(&c),
+        Command::Serve(a) => {
+            crate::host::raise_fd_limit();
+            serve(a)
+        }
+        Command::Model(crate::cli::ModelCommand::Pull(a)) => pull(a),
+        Command::Bench(a) => bench(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            error!("{e:#}");
-            ExitCode::from(failure_code)
+            let cause = Cause::of(&e);
+            if cause != Cause::ClosedPipe {
+                error!("{e:#}");
+            }
+            ExitCode::from(cause.exit_code())
         }
     }
 }
@@ -59,24 +121,23 @@ fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
 fn embed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
     let config = load_config(arg)?;
     let bundle = Bundle::open(&config.model.bundle)?;
-    let file = embeddings::embed(&config, &bundle, std::io::stderr().is_terminal())?;
+    let file = embeddings::embed(&config, &bundle, std::io::stderr().is_terminal(), true)?;
     println!("wrote {} prompt embeddings to {}", file.prompts.len(), config.model.embeddings.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn serve(a: crate::cli::ServeArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open(&a.model)?;
-    let limits = crate::http::Limits {
-        max_upload_bytes: a.max_upload_mib.max(1) << 20,
-        max_labels: a.max_labels.max(1),
-        ..Default::default()
-    };
+    let limits =
+        crate::http::Limits { max_upload_bytes: a.max_upload_mib.max(1) << 20, max_labels: a.max_labels.max(1), ..Default::default() };
     crate::http::check_bind(&a.bind, a.token.as_deref())?;
-    anyhow::ensure!(
-        bundle.has_text(),
-        "model bundle {} has no text tower: the page needs one to score typed labels",
-        bundle.dir.display()
-    );
+    if !bundle.has_text() {
+        return Err(crate::model::ModelError::Mismatch {
+            path: bundle.dir.clone(),
+            reason: "the bundle has no text tower: the page needs one to score typed labels".into(),
+        }
+        .into());
+    }
     crate::bench::apply_threads(&bundle, a.threads);
     let mut engine = crate::engine::Engine::load(bundle, a.precision, true)?;
     engine.pre.max_pixels = limits.max_pixels;
@@ -88,7 +149,9 @@ fn bench(a: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
     use crate::bench;
     let bundle = Bundle::open(&a.model)?;
     if a.one {
-        let [p] = a.precision[..] else { anyhow::bail!("--one needs exactly one --precision") };
+        let [p] = a.precision[..] else {
+            return Err(UsageError("--one needs exactly one --precision".into()).into());
+        };
         let threads = a.threads.first().copied().unwrap_or(1);
         let m = bench::measure_one(&a.model, p, threads, a.runs)?;
         println!("{}", serde_json::to_string(&m)?);
@@ -115,7 +178,8 @@ fn bench(a: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
         if a.save {
             let choice = bench::auto_choice(&bundle, best)?;
             let path = bundle.dir.join(bench::AUTO_FILE);
-            std::fs::write(&path, serde_json::to_string_pretty(&choice)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, serde_json::to_string_pretty(&choice)? + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("{line} (saved to {})", path.display());
         } else {
             eprintln!("{line} (--save to make it the default)");
@@ -176,11 +240,13 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let labels = parse_list(&args.labels).context("invalid --labels")?;
     let template = Template::new(&args.template).context("invalid --template")?;
     let bundle = Bundle::open(&args.model)?;
-    anyhow::ensure!(
-        bundle.has_text(),
-        "model bundle {} has no text tower, so it cannot score free-text labels",
-        args.model.display()
-    );
+    if !bundle.has_text() {
+        return Err(crate::model::ModelError::Mismatch {
+            path: args.model.clone(),
+            reason: "the bundle has no text tower, so it cannot score free-text labels".into(),
+        }
+        .into());
+    }
     crate::bench::apply_threads(&bundle, args.threads);
     let mut engine = Engine::load(bundle, args.precision, true)?;
     engine.pre.max_pixels = args.max_pixels;
@@ -214,7 +280,7 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     if failed > 0 {
         error!("{failed} of {} images could not be classified", names.len());
-        return Ok(ExitCode::from(EXIT_PARTIAL));
+        return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -231,13 +297,4 @@ fn write_table(out: &mut impl Write, results: &[ImageResult], precision: &str) -
         }
     }
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM (the async part of every long-running command).
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-    }
 }

@@ -12,10 +12,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::model::auto::{arm_core, cpuinfo, cpuinfo_field};
+pub use crate::model::auto::{cores, cpu_name, saved_choice, AutoChoice, AUTO_FILE};
 use crate::model::bundle::sha256_file;
 use crate::model::{Bundle, Precision, Tower, VisionEncoder};
-
-pub const AUTO_FILE: &str = "auto.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
@@ -36,71 +36,6 @@ impl Measurement {
     pub fn gflops(&self) -> f64 {
         2.0 * self.macs as f64 / (self.median_ms / 1000.0) / 1e9
     }
-}
-
-/// What `auto` uses on this machine for this bundle (written by `siglipd bench --save`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AutoChoice {
-    pub precision: Precision,
-    pub threads: usize,
-    pub cpu: String,
-    /// sha256 of the vision file measured for each precision: a re-exported bundle invalidates it.
-    pub vision_sha256: std::collections::BTreeMap<String, String>,
-    pub median_ms: f64,
-}
-
-/// The saved choice, if it was measured on this CPU for these very files.
-pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
-    let text = std::fs::read_to_string(bundle.dir.join(AUTO_FILE)).ok()?;
-    let c: AutoChoice = serde_json::from_str(&text).ok()?;
-    if c.cpu != cpu_name() {
-        tracing::info!(measured_on = %c.cpu, "ignoring {AUTO_FILE}: measured on another CPU");
-        return None;
-    }
-    let files = &bundle.manifest.vision.files;
-    let same = c.vision_sha256.iter().all(|(p, sha)| {
-        files.get(p).and_then(|f| bundle.manifest.sha256.get(f)).is_some_and(|s| s == sha)
-    });
-    same.then_some(c)
-}
-
-/// Cores this process may use (the default thread count).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn cpuinfo() -> String {
-    std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()
-}
-
-/// The first `key : value` line of /proc/cpuinfo text with this key ("model name", "CPU part").
-fn cpuinfo_field(info: &str, key: &str) -> Option<String> {
-    info.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k.trim() == key).then(|| v.trim().to_string())
-    })
-}
-
-/// A name for this CPU, to tell whether a saved measurement applies.
-pub fn cpu_name() -> String {
-    let info = cpuinfo();
-    let name = cpuinfo_field(&info, "model name")
-        .or_else(|| cpuinfo_field(&info, "CPU part").map(|p| format!("{} (part {p})", arm_core(&p).unwrap_or("ARM"))))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    format!("{name}, {} cores", cores())
-}
-
-fn arm_core(part: &str) -> Option<&'static str> {
-    Some(match part {
-        "0xd03" => "Cortex-A53",
-        "0xd05" => "Cortex-A55",
-        "0xd08" => "Cortex-A72",
-        "0xd0b" => "Cortex-A76",
-        "0xd41" => "Cortex-A78",
-        "0xd42" => "Cortex-A78AE",
-        "0xd4b" => "Cortex-A78C",
-        _ => return None,
-    })
 }
 
 /// fp32 FLOP per cycle of an ARM core by its "CPU part", where known.
@@ -241,10 +176,7 @@ pub fn measure_all(o: &BenchOptions) -> anyhow::Result<Vec<Measurement>> {
 /// The fastest configuration; fp32 wins ties within 3 % (it is the exact one).
 pub fn choose(ms: &[Measurement]) -> Option<&Measurement> {
     let best = ms.iter().min_by(|a, b| a.median_ms.total_cmp(&b.median_ms))?;
-    let fp32 = ms
-        .iter()
-        .filter(|m| m.precision == Precision::Fp32)
-        .min_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
+    let fp32 = ms.iter().filter(|m| m.precision == Precision::Fp32).min_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
     Some(match fp32 {
         Some(f) if f.median_ms <= best.median_ms * 1.03 => f,
         _ => best,
@@ -268,7 +200,12 @@ pub fn auto_choice(bundle: &Bundle, m: &Measurement) -> anyhow::Result<AutoChoic
 pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
     let mut s = String::new();
     let macs = ms.first().map(|m| m.macs).unwrap_or(0);
-    s += &format!("model: {} ({}), vision tower {:.2} GMAC per image\n", bundle.dir.display(), bundle.manifest.source, macs as f64 / 1e9);
+    s += &format!(
+        "model: {} ({}), vision tower {:.2} GMAC per image\n",
+        bundle.dir.display(),
+        bundle.manifest.source,
+        macs as f64 / 1e9
+    );
     let peak = fp32_peak_per_core();
     s += &format!(
         "cpu: {}; fp32 peak {}\n\n",
@@ -277,7 +214,8 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
     );
     s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  kernels\n";
     for m in ms {
-        let pct = peak.as_ref().map(|(g, _)| format!("{:.0} %", 100.0 * m.gflops() / (g * m.threads as f64))).unwrap_or_else(|| "—".into());
+        let pct =
+            peak.as_ref().map(|(g, _)| format!("{:.0} %", 100.0 * m.gflops() / (g * m.threads as f64))).unwrap_or_else(|| "—".into());
         s += &format!(
             "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0}  {}\n",
             m.precision.as_str(),
@@ -300,7 +238,18 @@ mod tests {
     use super::*;
 
     fn m(p: Precision, threads: usize, ms: f64) -> Measurement {
-        Measurement { precision: p, threads, load_ms: 0.0, runs: 1, median_ms: ms, min_ms: ms, max_ms: ms, macs: 1_000_000_000, peak_rss_mb: 0.0, kernels: vec![] }
+        Measurement {
+            precision: p,
+            threads,
+            load_ms: 0.0,
+            runs: 1,
+            median_ms: ms,
+            min_ms: ms,
+            max_ms: ms,
+            macs: 1_000_000_000,
+            peak_rss_mb: 0.0,
+            kernels: vec![],
+        }
     }
 
     #[test]
@@ -328,7 +277,13 @@ mod tests {
 
     #[test]
     fn threads_come_from_config_then_saved_choice_then_cores() {
-        let saved = AutoChoice { precision: Precision::Fp32, threads: 3, cpu: String::new(), vision_sha256: Default::default(), median_ms: 1.0 };
+        let saved = AutoChoice {
+            precision: Precision::Fp32,
+            threads: 3,
+            cpu: String::new(),
+            vision_sha256: Default::default(),
+            median_ms: 1.0,
+        };
         assert_eq!(resolve_threads(2, Some(&saved)), 2);
         assert_eq!(resolve_threads(0, Some(&saved)), 3);
         assert!(resolve_threads(0, None) >= 1);

@@ -48,10 +48,8 @@ pub struct LabelScore {
 /// Scores each label against one image and returns them sorted high to low (stable for ties,
 /// so equal scores keep the user's order).
 pub fn rank(cal: &Calibration, image: &[f32], labels: &[(String, Vec<f32>)]) -> Vec<LabelScore> {
-    let mut out: Vec<LabelScore> = labels
-        .iter()
-        .map(|(label, emb)| LabelScore { label: label.clone(), score: cal.score(image, emb) })
-        .collect();
+    let mut out: Vec<LabelScore> =
+        labels.iter().map(|(label, emb)| LabelScore { label: label.clone(), score: cal.score(image, emb) }).collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
 }

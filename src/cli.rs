@@ -56,7 +56,7 @@ pub struct BenchArgs {
     /// Print the measurements as JSON instead of a table
     #[arg(long)]
     pub json: bool,
-    /// Write the fastest configuration to <bundle>/auto.json for `--precision auto` and `threads = 0`
+    /// Write the fastest configuration to `<bundle>/auto.json` for `--precision auto` and `threads = 0`
     #[arg(long)]
     pub save: bool,
     /// Internal: measure exactly one configuration in this process

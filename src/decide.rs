@@ -70,6 +70,24 @@ impl LabelState {
         self.on
     }
 
+    /// The camera was paused: an ON label turns OFF now and ends its episode (automations
+    /// waiting for OFF fire), and smoothing starts afresh when scoring resumes. Hold and
+    /// cooldown do not apply: a pause is the user's decision, not a score.
+    pub fn pause(&mut self, now: Instant, wall: f64) -> Change {
+        let score = self.window.back().copied().unwrap_or(0.0);
+        self.window.clear();
+        if !self.on {
+            return Change::default();
+        }
+        self.on = false;
+        self.changed_at = Some(now);
+        let (start, top) = self.episode.take().unwrap_or((wall, score));
+        Change {
+            state: Some(false),
+            event: Some(Event { kind: EventKind::End, score, top_score: top, start_time: start, end_time: Some(wall) }),
+        }
+    }
+
     /// Feeds one score; `wall` is the Unix time for event timestamps.
     pub fn update(&mut self, score: f32, t: Thresholds, now: Instant, wall: f64) -> (f32, Change) {
         let cap = match self.smoothing {
@@ -83,10 +101,9 @@ impl LabelState {
         }
         let mean = self.window.iter().sum::<f32>() / self.window.len() as f32;
         let (want_on, want_off) = match self.smoothing {
-            Smoothing::NOfM { n, .. } => (
-                self.window.iter().filter(|s| **s >= t.on).count() >= n,
-                self.window.iter().filter(|s| **s < t.off).count() >= n,
-            ),
+            Smoothing::NOfM { n, .. } => {
+                (self.window.iter().filter(|s| **s >= t.on).count() >= n, self.window.iter().filter(|s| **s < t.off).count() >= n)
+            }
             _ => (mean >= t.on, mean < t.off),
         };
         let since = self.changed_at.map(|c| now.saturating_duration_since(c));
@@ -158,6 +175,24 @@ mod tests {
         // on at t=0; off wanted at t=1,2 but held until t=3; on wanted at t=4..7, cooldown until t=8
         let got = feed(&mut s, &[0.9, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9], Instant::now(), 1000);
         assert_eq!(got, vec![Some(true), None, None, Some(false), None, None, None, None, Some(true)]);
+    }
+
+    #[test]
+    fn pause_ends_an_episode_at_once_and_resets_smoothing() {
+        let mut s = LabelState::new(Smoothing::Mean { window: 3 }, Duration::from_secs(60), Duration::ZERO);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            s.update(0.9, T, t0 + Duration::from_secs(i), i as f64);
+        }
+        assert!(s.is_on());
+        // hold_s = 60 would keep it ON; a pause does not wait
+        let c = s.pause(t0 + Duration::from_secs(4), 4.0);
+        assert_eq!(c.state, Some(false));
+        let ev = c.event.unwrap();
+        assert_eq!((ev.kind, ev.start_time, ev.end_time), (EventKind::End, 0.0, Some(4.0)));
+        assert_eq!(s.pause(t0 + Duration::from_secs(5), 5.0), Change::default(), "already OFF");
+        // resumed: old high scores are gone from the window
+        assert_eq!(s.update(0.1, T, t0 + Duration::from_secs(6), 6.0).0, 0.1);
     }
 
     #[test]

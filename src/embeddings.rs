@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -16,6 +16,17 @@ use crate::model::bundle::sha256_file;
 use crate::model::{Bundle, Precision, Tower};
 
 const FORMAT: &str = "siglipd-embeddings";
+/// 2: adds `vision_sha256`, so a vision-only bundle can tell a file made for its model.
+const VERSION: u32 = 2;
+
+/// Why the embeddings cannot be used with this bundle: a restart cannot fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddingsError {
+    #[error("text embeddings file {path} {problem}, and model bundle {bundle} has no text tower to compute them: run `siglipd embed --config <file>` where the full bundle is available and copy the file here")]
+    Unusable { path: String, problem: String, bundle: String },
+    #[error("prompt {0:?} is missing from the embeddings file")]
+    MissingPrompt(String),
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EmbeddingsFile {
@@ -23,6 +34,10 @@ pub struct EmbeddingsFile {
     pub version: u32,
     pub text_model_sha256: String,
     pub tokenizer_sha256: String,
+    /// sha256 of every vision tower file of the bundle that made the file: the image side it
+    /// belongs to.
+    #[serde(default)]
+    pub vision_sha256: Vec<String>,
     pub embed_dim: usize,
     /// Unit-length embedding of each prompt.
     pub prompts: BTreeMap<String, Vec<f32>>,
@@ -57,8 +72,8 @@ fn binding(bundle: &Bundle) -> anyhow::Result<Option<Binding>> {
 impl EmbeddingsFile {
     /// Why this file cannot serve `prompts` with this bundle, or None if it can.
     fn stale_reason(&self, b: &Binding, prompts: &[String]) -> Option<String> {
-        if self.format != FORMAT || self.version != 1 {
-            return Some("unknown format".into());
+        if self.format != FORMAT || self.version != VERSION {
+            return Some(format!("format {} version {}, this siglipd writes version {VERSION}", self.format, self.version));
         }
         if self.text_model_sha256 != b.text_model_sha256 || self.tokenizer_sha256 != b.tokenizer_sha256 {
             return Some("made with a different text model or tokenizer".into());
@@ -75,20 +90,16 @@ impl EmbeddingsFile {
 }
 
 /// `siglipd embed`: compute every prompt of the config and write the file.
-pub fn embed(config: &Config, bundle: &Bundle, progress: bool) -> anyhow::Result<EmbeddingsFile> {
-    let b = binding(bundle)?.with_context(|| {
-        format!("model bundle {} has no text tower and tokenizer to embed labels with", bundle.dir.display())
-    })?;
+/// `must_write`: true for the `embed` command (whose job is the file: failing to write it is an
+/// error); `run` recomputing stale embeddings goes on with them in memory if it cannot write.
+pub fn embed(config: &Config, bundle: &Bundle, progress: bool, must_write: bool) -> anyhow::Result<EmbeddingsFile> {
+    let b = binding(bundle)?
+        .with_context(|| format!("model bundle {} has no text tower and tokenizer to embed labels with", bundle.dir.display()))?;
     let prompts = config.all_prompts();
     let mut text = TextSide::load(bundle, Precision::Fp32)?;
-    let bar = if progress {
-        indicatif::ProgressBar::new(prompts.len() as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = if progress { indicatif::ProgressBar::new(prompts.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("embedding prompts {bar:30} {pos}/{len} ({eta} left)")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template("embedding prompts {bar:30} {pos}/{len} ({eta} left)").expect("valid template"),
     );
     let mut out = BTreeMap::new();
     for p in &prompts {
@@ -98,22 +109,62 @@ pub fn embed(config: &Config, bundle: &Bundle, progress: bool) -> anyhow::Result
     bar.finish_and_clear();
     let file = EmbeddingsFile {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         text_model_sha256: b.text_model_sha256,
         tokenizer_sha256: b.tokenizer_sha256,
+        vision_sha256: vision_hashes(bundle)?,
         embed_dim: b.embed_dim,
         prompts: out,
     };
-    write(&config.model.embeddings, &file)?;
-    info!(path = %config.model.embeddings.display(), prompts = prompts.len(), "wrote text embeddings");
+    match write(&config.model.embeddings, &file) {
+        Ok(()) => info!(path = %config.model.embeddings.display(), prompts = prompts.len(), "wrote text embeddings"),
+        // `run` can go on with them in memory; `embed` reports the failure
+        Err(e) if !must_write => warn!(
+            "{e:#}: using the embeddings in memory; set model.embeddings to a writable path (e.g. in the state directory) so that the next start does not recompute them"
+        ),
+        Err(e) => return Err(e),
+    }
     Ok(file)
 }
 
+/// sha256 of each vision tower file of the bundle.
+fn vision_hashes(bundle: &Bundle) -> anyhow::Result<Vec<String>> {
+    let Some(spec) = bundle.tower_spec(Tower::Vision) else {
+        return Ok(vec![]);
+    };
+    spec.files
+        .values()
+        .map(|f| match bundle.manifest.sha256.get(f) {
+            Some(h) => Ok(h.clone()),
+            None => Ok(sha256_file(&bundle.dir.join(f))?),
+        })
+        .collect()
+}
+
+/// A vision-only bundle cannot check the text side: the file must at least have been made for
+/// this vision model and have its embedding size (else the dot product would zip vectors of
+/// different lengths and score nonsense).
+fn vision_mismatch(file: &EmbeddingsFile, bundle: &Bundle) -> anyhow::Result<Option<String>> {
+    if file.format != FORMAT || file.version != VERSION {
+        return Ok(Some(format!("is format {} version {} (this siglipd reads version {VERSION})", file.format, file.version)));
+    }
+    if file.embed_dim != bundle.manifest.embed_dim {
+        return Ok(Some(format!(
+            "has {}-dimensional embeddings but the vision model makes {}",
+            file.embed_dim, bundle.manifest.embed_dim
+        )));
+    }
+    let ours = vision_hashes(bundle)?;
+    if !ours.iter().any(|h| file.vision_sha256.contains(h)) {
+        return Ok(Some("was made for another vision model (no vision file sha256 in common)".into()));
+    }
+    Ok(None)
+}
+
 fn write(path: &Path, file: &EmbeddingsFile) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(file)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-    // rename: a crash mid-write never leaves a half file that `run` would load
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    let bytes = serde_json::to_vec(file)?;
+    // atomic: a crash mid-write never leaves a half file that `run` would load
+    crate::state::write_atomic(path, &bytes)?;
     Ok(())
 }
 
@@ -133,21 +184,21 @@ pub fn load_or_embed(config: &Config, bundle: &Bundle) -> anyhow::Result<Embeddi
                     None => return Ok(file),
                     Some(why) => format!("is stale ({why})"),
                 },
-                // no text tower to check against: trust a file that has every prompt
-                None if prompts.iter().all(|p| file.prompts.contains_key(p)) => return Ok(file),
-                None => "lacks some of the configured prompts".to_string(),
+                None => match vision_mismatch(&file, bundle)? {
+                    Some(why) => why,
+                    None if prompts.iter().all(|p| file.prompts.contains_key(p)) => return Ok(file),
+                    None => "lacks some of the configured prompts".to_string(),
+                },
             },
         },
     };
     if b.is_none() {
-        bail!(
-            "text embeddings file {} {problem}, and model bundle {} has no text tower to compute them: run `siglipd embed --config <file>` where the full bundle is available and copy the file here",
-            path.display(),
-            bundle.dir.display()
+        return Err(
+            EmbeddingsError::Unusable { path: path.display().to_string(), problem, bundle: bundle.dir.display().to_string() }.into()
         );
     }
     warn!("text embeddings file {} {problem}: computing it now with the text tower", path.display());
-    embed(config, bundle, false)
+    embed(config, bundle, false, false)
 }
 
 /// One label ready to score: the averaged prompt embedding and its negatives.
@@ -160,9 +211,7 @@ pub struct LabelEmbedding {
 /// The embeddings of a camera's labels, in config order. Prompt ensembles are averaged and
 /// re-normalized (the usual CLIP/SigLIP prompt ensembling).
 pub fn camera_labels(cam: &CameraConfig, file: &EmbeddingsFile) -> anyhow::Result<Vec<LabelEmbedding>> {
-    let get = |p: &String| {
-        file.prompts.get(p).with_context(|| format!("prompt {p:?} is missing from the embeddings file"))
-    };
+    let get = |p: &String| file.prompts.get(p).ok_or_else(|| EmbeddingsError::MissingPrompt(p.clone()));
     cam.labels
         .iter()
         .map(|l| {
@@ -173,7 +222,7 @@ pub fn camera_labels(cam: &CameraConfig, file: &EmbeddingsFile) -> anyhow::Resul
                 }
             }
             l2_normalize(&mut mean);
-            let negatives = l.negative.iter().map(|p| get(p).cloned()).collect::<anyhow::Result<_>>()?;
+            let negatives = l.negative.iter().map(|p| get(p).cloned()).collect::<Result<_, _>>()?;
             Ok(LabelEmbedding { positive: mean, negatives })
         })
         .collect()

@@ -8,10 +8,7 @@ use tracing::{debug, info};
 use crate::classify::{rank, Calibration, LabelScore};
 use crate::labels::Template;
 use crate::model::preprocess::{self, ImageError};
-use crate::model::{
-    Bundle, ModelError, Precision, PrecisionChoice, Preprocessor, TextEncoder, TextTokenizer, Tower,
-    VisionEncoder,
-};
+use crate::model::{Bundle, ModelError, Precision, PrecisionChoice, Preprocessor, TextEncoder, TextTokenizer, Tower, VisionEncoder};
 
 /// Why an ad-hoc classification (the web page) failed: the caller's image, or the model.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +19,10 @@ pub enum AdhocError {
     Model(#[from] ModelError),
 }
 
-/// Prompt embeddings typed on the page; cleared when full (typed labels rarely repeat widely).
-const LABEL_CACHE_MAX: usize = 10_000;
+/// Bytes of prompt embeddings (keys and vectors) kept for the page; cleared when over (typed
+/// labels rarely repeat widely). Labels and templates are bounded (`labels`), so each entry is
+/// at most a few KiB.
+pub const LABEL_CACHE_BYTES: usize = 16 << 20;
 
 pub struct TextSide {
     pub tokenizer: TextTokenizer,
@@ -37,13 +36,8 @@ impl TextSide {
         let available = bundle.precisions(Tower::Text);
         let precision = if available.contains(&vision) { vision } else { Precision::Fp32 };
         let m = &bundle.manifest;
-        let tokenizer = TextTokenizer::from_file(
-            &bundle.tokenizer_file()?,
-            m.text_preprocessing.clone(),
-            m.max_text_length,
-            m.pad_id,
-            m.eos_id,
-        )?;
+        let tokenizer =
+            TextTokenizer::from_file(&bundle.tokenizer_file()?, m.text_preprocessing.clone(), m.max_text_length, m.pad_id, m.eos_id)?;
         let encoder = TextEncoder::load(bundle, precision)?;
         Ok(Self { tokenizer, encoder })
     }
@@ -66,6 +60,7 @@ pub struct Engine {
     /// Other precisions asked for by the page, loaded on first use.
     other_vision: HashMap<Precision, VisionEncoder>,
     label_cache: HashMap<String, Vec<f32>>,
+    label_cache_bytes: usize,
     pixels: Vec<f32>,
 }
 
@@ -88,6 +83,7 @@ impl Engine {
             text,
             other_vision: HashMap::new(),
             label_cache: HashMap::new(),
+            label_cache_bytes: 0,
         })
     }
 
@@ -113,10 +109,13 @@ impl Engine {
             let emb = match self.label_cache.get(&prompt) {
                 Some(e) => e.clone(),
                 None => {
-                    if self.label_cache.len() >= LABEL_CACHE_MAX {
-                        self.label_cache.clear();
-                    }
                     let e = text.embed(&prompt)?;
+                    let bytes = prompt.len() + 4 * e.len();
+                    if self.label_cache_bytes + bytes > LABEL_CACHE_BYTES {
+                        self.label_cache.clear();
+                        self.label_cache_bytes = 0;
+                    }
+                    self.label_cache_bytes += bytes;
                     self.label_cache.insert(prompt, e.clone());
                     e
                 }
@@ -155,11 +154,7 @@ impl Engine {
     }
 
     /// Decode, preprocess, embed and score one image file.
-    pub fn classify_file(
-        &mut self,
-        path: &Path,
-        labels: &[(String, Vec<f32>)],
-    ) -> anyhow::Result<Vec<LabelScore>> {
+    pub fn classify_file(&mut self, path: &Path, labels: &[(String, Vec<f32>)]) -> anyhow::Result<Vec<LabelScore>> {
         let pixels = self.pre.load_file(path)?;
         let emb = self.image_embedding(&pixels)?;
         Ok(self.score(&emb, labels))

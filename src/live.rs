@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::config::CameraConfig;
+use crate::sink::StateMsg;
 use crate::source::Payload;
 
 /// Latency histogram with fixed buckets (seconds), Prometheus style.
@@ -66,56 +67,180 @@ pub struct CameraCounters {
 
 #[derive(Default)]
 struct Latest {
-    /// `{"ts","top","scores","infer_ms"}` as published on `…/state`.
-    state: Option<Value>,
+    /// As published on `…/state`.
+    state: Option<Arc<StateMsg>>,
     /// ON/OFF per label, config order.
     on: Vec<bool>,
     frame: Option<Arc<Payload>>,
+}
+
+/// What decides a camera's `status`: its source delivers frames, and those frames can be
+/// scored. `online` only when both hold.
+#[derive(Default)]
+struct Health {
+    source_online: bool,
+    /// Why the recent frames could not be scored (None: they could).
+    failing: Option<String>,
+    /// The status last reported (None: nothing yet).
+    reported: Option<bool>,
+}
+
+/// How well the scheduler keeps up with a camera (written by the inference thread).
+#[derive(Default)]
+pub struct Pace {
+    /// Seconds between the camera's due time and when it was scored, last frame (f64 bits).
+    lag_s: AtomicU64,
+    /// Scored frames per second, exponentially smoothed (f64 bits).
+    rate_fps: AtomicU64,
+}
+
+impl Pace {
+    pub fn record(&self, lag: Duration, since_last: Option<Duration>) {
+        self.lag_s.store(lag.as_secs_f64().to_bits(), Ordering::Relaxed);
+        if let Some(dt) = since_last.filter(|d| !d.is_zero()) {
+            let inst = 1.0 / dt.as_secs_f64();
+            let old = f64::from_bits(self.rate_fps.load(Ordering::Relaxed));
+            let new = if old == 0.0 { inst } else { 0.8 * old + 0.2 * inst };
+            self.rate_fps.store(new.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn lag_s(&self) -> f64 {
+        f64::from_bits(self.lag_s.load(Ordering::Relaxed))
+    }
+
+    pub fn rate_fps(&self) -> f64 {
+        f64::from_bits(self.rate_fps.load(Ordering::Relaxed))
+    }
 }
 
 pub struct LiveCamera {
     pub id: String,
     pub name: String,
     labels: Vec<String>,
+    /// Configured frames per second (1 / interval).
+    pub target_fps: f64,
     pub online: AtomicBool,
     pub counters: CameraCounters,
+    pub pace: Pace,
+    health: Mutex<Health>,
     latest: Mutex<Latest>,
+}
+
+/// One camera in `/api/cameras` (the page's live view reads this shape; see http/PAGE.md).
+#[derive(Serialize)]
+pub struct CameraView {
+    pub id: String,
+    pub name: String,
+    pub online: bool,
+    /// Why the camera is not online (source down, frames failing), if it is not.
+    pub problem: Option<String>,
+    pub enabled: bool,
+    pub state: Option<StateMsg>,
+    pub labels: Vec<LabelView>,
+    pub counters: CountersView,
+    pub target_fps: f64,
+    pub rate_fps: f64,
+    pub lag_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct LabelView {
+    pub name: String,
+    pub on: bool,
+}
+
+#[derive(Serialize)]
+pub struct CountersView {
+    pub processed: u64,
+    pub unchanged: u64,
+    pub paused: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 impl LiveCamera {
     /// Called by the inference thread after each scored frame.
-    pub fn update(&self, state: Value, on: Vec<bool>, frame: Payload) {
+    pub fn update(&self, state: Arc<StateMsg>, on: Vec<bool>, frame: Payload) {
         let mut l = self.latest.lock().unwrap();
         l.state = Some(state);
         l.on = on;
         l.frame = Some(Arc::new(frame));
     }
 
+    /// After a pause: the labels are OFF.
+    pub fn set_all_off(&self) {
+        let mut l = self.latest.lock().unwrap();
+        l.on.iter_mut().for_each(|o| *o = false);
+    }
+
     pub fn frame(&self) -> Option<Arc<Payload>> {
         self.latest.lock().unwrap().frame.clone()
     }
 
-    /// The `/api/cameras` entry (the page's live view reads this shape; see http/PAGE.md).
-    pub fn to_json(&self, enabled: bool) -> Value {
+    /// The source reports frames flowing (or not). Returns the camera's new status when it
+    /// changed, for the caller to publish.
+    pub fn set_source_online(&self, online: bool) -> Option<bool> {
+        let mut h = self.health.lock().unwrap();
+        h.source_online = online;
+        self.settle(&mut h)
+    }
+
+    /// The inference thread reports whether recent frames could be scored (`Some(why)`: none
+    /// of the recent ones could). Returns the new status when it changed.
+    pub fn set_failing(&self, failing: Option<String>) -> Option<bool> {
+        let mut h = self.health.lock().unwrap();
+        h.failing = failing;
+        self.settle(&mut h)
+    }
+
+    fn settle(&self, h: &mut Health) -> Option<bool> {
+        let now = h.source_online && h.failing.is_none();
+        self.online.store(now, Ordering::Relaxed);
+        (h.reported != Some(now)).then(|| {
+            h.reported = Some(now);
+            now
+        })
+    }
+
+    /// None when online, else why not.
+    pub fn problem(&self) -> Option<String> {
+        let h = self.health.lock().unwrap();
+        if !h.source_online {
+            Some(format!("camera {} offline (its source delivers no frames)", self.id))
+        } else {
+            h.failing.as_ref().map(|why| format!("camera {}: recent frames could not be scored: {why}", self.id))
+        }
+    }
+
+    pub fn view(&self, enabled: bool) -> CameraView {
         let l = self.latest.lock().unwrap();
         let c = &self.counters;
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "online": self.online.load(Ordering::Relaxed),
-            "enabled": enabled,
-            "state": l.state,
-            "labels": self.labels.iter().enumerate()
-                .map(|(i, n)| json!({"name": n, "on": l.on.get(i).copied().unwrap_or(false)}))
-                .collect::<Vec<_>>(),
-            "counters": {
-                "processed": c.processed.load(Ordering::Relaxed),
-                "unchanged": c.unchanged.load(Ordering::Relaxed),
-                "paused": c.paused.load(Ordering::Relaxed),
-                "failed": c.failed.load(Ordering::Relaxed),
-                "dropped": c.dropped.load(Ordering::Relaxed),
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CameraView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            online: self.online.load(Ordering::Relaxed),
+            problem: self.problem(),
+            enabled,
+            state: l.state.as_deref().cloned(),
+            labels: self
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(i, n)| LabelView { name: n.clone(), on: l.on.get(i).copied().unwrap_or(false) })
+                .collect(),
+            counters: CountersView {
+                processed: ld(&c.processed),
+                unchanged: ld(&c.unchanged),
+                paused: ld(&c.paused),
+                failed: ld(&c.failed),
+                dropped: ld(&c.dropped),
             },
-        })
+            target_fps: self.target_fps,
+            rate_fps: self.pace.rate_fps(),
+            lag_s: self.pace.lag_s(),
+        }
     }
 }
 
@@ -140,8 +265,11 @@ impl Live {
                         id: c.id.clone(),
                         name: c.name.clone(),
                         labels: c.labels.iter().map(|l| l.name.clone()).collect(),
+                        target_fps: 1.0 / c.interval.as_secs_f64(),
                         online: AtomicBool::new(false),
                         counters: CameraCounters::default(),
+                        pace: Pace::default(),
+                        health: Mutex::new(Health::default()),
                         latest: Mutex::new(Latest::default()),
                     })
                 })
@@ -176,11 +304,7 @@ impl Live {
         if self.since_beat() > stall {
             p.push(format!("inference loop stalled for {:.0} s", self.since_beat().as_secs_f64()));
         }
-        for c in &self.cameras {
-            if !c.online.load(Ordering::Relaxed) {
-                p.push(format!("camera {} offline", c.id));
-            }
-        }
+        p.extend(self.cameras.iter().filter_map(|c| c.problem()));
         p
     }
 
@@ -205,6 +329,15 @@ impl Live {
         for c in &self.cameras {
             out.push_str(&format!("siglipd_source_up{{camera=\"{}\"}} {}\n", c.id, c.online.load(Ordering::Relaxed) as u8));
         }
+        let gauge = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&LiveCamera) -> f64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for c in &self.cameras {
+                out.push_str(&format!("{name}{{camera=\"{}\"}} {}\n", c.id, get(c)));
+            }
+        };
+        gauge(out, "siglipd_camera_target_fps", "Configured frames per second (1 / interval_s).", &|c| c.target_fps);
+        gauge(out, "siglipd_camera_rate_fps", "Frames scored per second, smoothed.", &|c| c.pace.rate_fps());
+        gauge(out, "siglipd_camera_lag_seconds", "How late the last frame was scored after it was due.", &|c| c.pace.lag_s());
         self.inference_seconds.render("siglipd_inference_seconds", "Vision tower time per scored frame (all crop regions).", out);
         if let Some(f) = self.mqtt_connected.lock().unwrap().as_ref() {
             out.push_str(&format!(

@@ -92,9 +92,8 @@ pub fn pull(o: &PullOptions) -> anyhow::Result<PathBuf> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .unwrap_or_default();
 
-    let (logit_scale, logit_bias) = read_calibration(o).with_context(|| {
-        format!("cannot read logit_scale/logit_bias from {}/model.safetensors", o.checkpoint)
-    })?;
+    let (logit_scale, logit_bias) =
+        read_calibration(o).with_context(|| format!("cannot read logit_scale/logit_bias from {}/model.safetensors", o.checkpoint))?;
     let manifest = build_manifest(o, &commit, &have, logit_scale, logit_bias)?;
     let path = o.dest.join(MANIFEST);
     std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
@@ -116,8 +115,8 @@ fn verify_blob(cached: &Path) -> anyhow::Result<String> {
     let blob = std::fs::canonicalize(cached).with_context(|| format!("cannot resolve {}", cached.display()))?;
     let etag = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
     let sha = sha256_file(&blob)?;
-    if etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if sha != etag {
+    if etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()) && sha != etag {
+        {
             let _ = std::fs::remove_file(&blob);
             bail!("checksum mismatch: the hub says sha256 {etag}, the download has {sha} (removed; run again)");
         }
@@ -191,7 +190,8 @@ fn read_calibration(o: &PullOptions) -> anyhow::Result<(f32, f32)> {
     let file = "model.safetensors";
     let n = u64::from_le_bytes(fetch_range(o, &o.checkpoint, file, 0, 8)?.try_into().expect("8 bytes"));
     ensure!(n > 0 && n < 100 << 20, "implausible safetensors header length {n}");
-    let header: Value = serde_json::from_slice(&fetch_range(o, &o.checkpoint, file, 8, n)?).context("safetensors header is not JSON")?;
+    let header: Value =
+        serde_json::from_slice(&fetch_range(o, &o.checkpoint, file, 8, n)?).context("safetensors header is not JSON")?;
     let scalar = |name: &str| -> anyhow::Result<f32> {
         let t = header.get(name).with_context(|| format!("no tensor {name:?} in the checkpoint"))?;
         let dtype = t["dtype"].as_str().unwrap_or_default();
@@ -286,7 +286,8 @@ fn build_manifest(
     };
     let vision = tower("vision", &["image_embeds", "pooler_output"])?.context("no vision tower downloaded")?;
     let text = tower("text", &["text_embeds", "pooler_output"])?;
-    let sha: BTreeMap<&str, &String> = have.iter().filter(|(k, _)| k.ends_with(".onnx") || **k == "tokenizer.json").map(|(k, v)| (*k, v)).collect();
+    let sha: BTreeMap<&str, &String> =
+        have.iter().filter(|(k, _)| k.ends_with(".onnx") || **k == "tokenizer.json").map(|(k, v)| (*k, v)).collect();
     Ok(json!({
         "format": "siglipd-bundle",
         "format_version": 1,

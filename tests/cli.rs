@@ -85,11 +85,9 @@ fn one_bad_image_among_several_is_reported_and_the_rest_classified() {
 #[test]
 fn bad_labels_and_template_are_usage_errors() {
     let i = img("chelsea.png");
-    for (labels, template, needle) in [
-        ("cat,,dog", "{}", "label 2 is blank"),
-        ("  ", "{}", "no labels given"),
-        ("cat", "a photo", "no `{}` placeholder"),
-    ] {
+    for (labels, template, needle) in
+        [("cat,,dog", "{}", "label 2 is blank"), ("  ", "{}", "no labels given"), ("cat", "a photo", "no `{}` placeholder")]
+    {
         let o = siglipd(&["classify", "--model", &tiny(), "--labels", labels, "--template", template, &i]);
         assert_eq!(o.status.code(), Some(2), "{labels:?}");
         assert!(stderr(&o).contains(needle), "{labels:?}: {}", stderr(&o));
@@ -100,8 +98,9 @@ fn bad_labels_and_template_are_usage_errors() {
 #[test]
 fn missing_or_corrupt_model_names_the_file() {
     let i = img("chelsea.png");
+    // a bundle a retry cannot fix: EX_CONFIG, as for every command (README exit codes)
     let o = siglipd(&["classify", "--model", "/nonexistent/bundle", "--labels", "cat", &i]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("no model bundle at /nonexistent/bundle"), "{}", stderr(&o));
 
     let dir = bundle_copy();
@@ -111,7 +110,7 @@ fn missing_or_corrupt_model_names_the_file() {
     let bytes = std::fs::read(&onnx).unwrap();
     std::fs::write(&onnx, &bytes[..bytes.len() / 2]).unwrap();
     let o = siglipd(&["classify", "--model", &d, "--labels", "cat", "--precision", "fp32", &i]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("vision_fp32.onnx is corrupt: sha256"), "{}", stderr(&o));
 
     std::fs::remove_file(&onnx).unwrap();
@@ -126,7 +125,8 @@ fn missing_or_corrupt_model_names_the_file() {
 #[test]
 fn manifest_that_disagrees_with_the_onnx_is_caught() {
     let i = img("chelsea.png");
-    let cases: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 4] = [
         ("embed_dim is 48", |v| v["embed_dim"] = 48.into()),
         ("input is named \"pixel_values\", the manifest says \"pixels\"", |v| v["vision"]["input"] = "pixels".into()),
         ("no output named \"embeds\"", |v| v["vision"]["output"] = "embeds".into()),
@@ -137,7 +137,7 @@ fn manifest_that_disagrees_with_the_onnx_is_caught() {
         edit_manifest(dir.path(), edit);
         let d = dir.path().display().to_string();
         let o = siglipd(&["classify", "--model", &d, "--labels", "cat", "--precision", "fp32", &i]);
-        assert_eq!(o.status.code(), Some(2), "{needle}");
+        assert_eq!(o.status.code(), Some(78), "{needle}");
         let err = stderr(&o);
         assert!(err.contains("disagrees with the manifest") && err.contains(needle), "{needle}: {err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -157,7 +157,7 @@ fn unknown_precision_and_missing_int8_are_clear() {
     });
     let d = dir.path().display().to_string();
     let o = siglipd(&["classify", "--model", &d, "--labels", "cat", "--precision", "int8", &i]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("no int8 vision model (it has: fp32)"), "{}", stderr(&o));
 }
 
@@ -166,4 +166,34 @@ fn decompression_bomb_is_refused_before_decoding() {
     let o = siglipd(&["classify", "--model", &tiny(), "--labels", "cat", "--max-pixels", "1000", &img("chelsea.png")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("over the limit of 1000 pixels"), "{}", stderr(&o));
+}
+
+/// `siglipd classify … | head`: the reader closing the pipe is not an error.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let imgs: Vec<String> = (0..3).map(|_| img("chelsea.png")).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_siglipd"))
+        .args(["classify", "--model", &tiny(), "--labels", "cat, dog, rocket"])
+        .args(&imgs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // `head -0`
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.to_lowercase().contains("broken pipe"), "{err}");
+}
+
+#[test]
+fn quoted_labels_may_contain_commas() {
+    let o =
+        siglipd(&["classify", "--json", "--model", &tiny(), "--labels", r#""a red, white and blue flag", cat"#, &img("chelsea.png")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut labels: Vec<&str> = v[0]["scores"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    labels.sort();
+    assert_eq!(labels, vec!["a red, white and blue flag", "cat"]);
 }

@@ -92,7 +92,12 @@ impl Sub {
             for ev in conn.iter() {
                 match ev {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let m = Msg { topic: p.topic.clone(), payload: String::from_utf8_lossy(&p.payload).into(), raw: p.payload.to_vec(), retain: p.retain };
+                        let m = Msg {
+                            topic: p.topic.clone(),
+                            payload: String::from_utf8_lossy(&p.payload).into(),
+                            raw: p.payload.to_vec(),
+                            retain: p.retain,
+                        };
                         if tx.send(m).is_err() {
                             return;
                         }
@@ -119,7 +124,8 @@ impl Sub {
                 }
             }
         }
-        let topics: Vec<String> = self.seen.iter().map(|m| format!("{}={}", m.topic, m.payload.chars().take(60).collect::<String>())).collect();
+        let topics: Vec<String> =
+            self.seen.iter().map(|m| format!("{}={}", m.topic, m.payload.chars().take(60).collect::<String>())).collect();
         panic!("timed out waiting for {what}; seen: {topics:#?}");
     }
 
@@ -212,6 +218,9 @@ fn config_with_source(port: u16, source: &str, extra_camera: &str) -> String {
 bundle = "{bundle}"
 embeddings = "$TMP/embeddings.json"
 
+[state]
+dir = "$TMP/state"
+
 [mqtt]
 host = "127.0.0.1"
 port = {port}
@@ -249,17 +258,20 @@ fn publishes_availability_discovery_states_and_events() {
 
     // (retain flags are only set on delivery to new subscriptions: checked with `late` below)
     sub.wait("availability online", T, |m| m.topic == "test/n1/availability" && m.payload == "online");
-    let disc = sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config");
+    let disc = sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd-n1-cam/config");
     let v: serde_json::Value = serde_json::from_str(&disc.payload).unwrap();
     assert_eq!(v["device"]["name"], "Test camera");
     assert_eq!(v["origin"]["name"], "siglipd");
     let cmps = v["components"].as_object().unwrap();
-    assert_eq!(cmps["cam_cat"]["platform"], "binary_sensor");
-    assert_eq!(cmps["cam_cat"]["state_topic"], "test/n1/cam/cat");
-    assert_eq!(cmps["cam_a_rocket"]["state_topic"], "test/n1/cam/a_rocket");
-    assert_eq!(cmps["cam_top_label"]["platform"], "sensor");
-    assert_eq!(cmps["cam_infer_ms"]["unit_of_measurement"], "ms");
-    assert_eq!(v["availability"][0]["topic"], "test/n1/availability");
+    assert_eq!(cmps["label-cat"]["platform"], "binary_sensor");
+    assert_eq!(cmps["label-cat"]["state_topic"], "test/n1/cam/cat");
+    assert_eq!(cmps["label-cat"]["unique_id"], "siglipd-n1-cam-label-cat");
+    assert_eq!(cmps["label-a_rocket"]["state_topic"], "test/n1/cam/a_rocket");
+    assert_eq!(cmps["top_label"]["platform"], "sensor");
+    assert_eq!(cmps["infer_ms"]["unit_of_measurement"], "ms");
+    assert_eq!(cmps["label-cat"]["availability"][0]["topic"], "test/n1/availability");
+    assert_eq!(cmps["label-cat"]["availability"][1]["topic"], "test/n1/cam/status");
+    assert_eq!(cmps["enabled"]["availability"].as_array().unwrap().len(), 1, "controls follow the node only");
 
     let st = sub.wait("state", T, |m| m.topic == "test/n1/cam/state");
     let s: serde_json::Value = serde_json::from_str(&st.payload).unwrap();
@@ -287,7 +299,13 @@ fn publishes_availability_discovery_states_and_events() {
 
     // a late subscriber gets the retained picture at once
     let mut late = Sub::new(broker.port);
-    for topic in ["test/n1/availability", "homeassistant/device/siglipd_n1_cam/config", "test/n1/cam/state", "test/n1/cam/cat", "test/n1/cam/status"] {
+    for topic in [
+        "test/n1/availability",
+        "homeassistant/device/siglipd-n1-cam/config",
+        "test/n1/cam/state",
+        "test/n1/cam/cat",
+        "test/n1/cam/status",
+    ] {
         late.wait(topic, Duration::from_secs(5), |m| m.topic == topic && m.retain);
     }
     late.wait("retained threshold", Duration::from_secs(5), |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.9");
@@ -369,7 +387,7 @@ fn broker_down_at_start_then_restarted_mid_run() {
     std::thread::sleep(Duration::from_millis(500));
     let mut late = Sub::new(port);
     late.wait("availability retained", T, |m| m.topic == "test/n1/availability" && m.payload == "online" && m.retain);
-    late.wait("discovery restored", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config" && m.retain);
+    late.wait("discovery restored", T, |m| m.topic == "homeassistant/device/siglipd-n1-cam/config" && m.retain);
     late.wait("label state restored", T, |m| m.topic == "test/n1/cam/cat" && m.retain);
     late.wait("enabled state restored", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "ON" && m.retain);
     assert!(d.log().contains("reconnected to MQTT broker"), "{}", d.log());
@@ -399,7 +417,7 @@ fn home_assistant_restart_triggers_rediscovery() {
     let images = images_dir();
     let mut sub = Sub::new(broker.port);
     let _d = Daemon::start(&config(broker.port, images.path(), ""));
-    sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd_n1_cam/config");
+    sub.wait("discovery", T, |m| m.topic == "homeassistant/device/siglipd-n1-cam/config");
     let n = sub.seen.iter().filter(|m| m.topic.starts_with("homeassistant/device/")).count();
     sub.publish("homeassistant/status", "online");
     let got = sub.drain(Duration::from_millis(3000));
@@ -424,7 +442,8 @@ fn stdout_lines_without_mqtt_and_embeddings_reused() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.path().join("e.json").exists());
 
-    let mut child = Command::new(bin).args(["run", "--config"]).arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(bin).args(["run", "--config"]).arg(&cfg).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     use std::io::BufRead;
@@ -478,11 +497,29 @@ fn stale_or_missing_embeddings() {
     let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("is stale (made with a different text model or tokenizer)"), "{err}");
+    assert!(err.contains("is stale (format siglipd-embeddings version 1"), "{err}");
     // and the vision-only bundle now works from the recomputed file
     write_cfg(&b);
     let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // a vision-only bundle refuses a file of another embedding size or another vision model
+    // (it used to accept any file with the prompts and zip vectors of different lengths)
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("e.json")).unwrap()).unwrap();
+    for (edit, needle) in [
+        (serde_json::json!({"embed_dim": 16}), "16-dimensional embeddings but the vision model makes 32"),
+        (serde_json::json!({"vision_sha256": ["00"]}), "made for another vision model"),
+    ] {
+        let mut bad = good.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            bad[k] = v.clone();
+        }
+        std::fs::write(dir.path().join("e.json"), bad.to_string()).unwrap();
+        let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(78), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
 }
 
 #[test]
@@ -540,7 +577,11 @@ fn http_source_polls_a_snapshot_url() {
             let mut req = [0u8; 1024];
             let _ = c.read(&mut req);
             if h.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len());
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    jpeg.len()
+                );
                 let _ = c.write_all(&jpeg);
             } else {
                 let _ = c.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -631,10 +672,8 @@ fn web_page_live_view_uploads_and_metrics() {
     let broker = Broker::start();
     let images = images_dir();
     let web = free_port();
-    let cfg = config(broker.port, images.path(), "").replace(
-        "[[camera]]",
-        &format!("[http]\nbind = \"127.0.0.1:{web}\"\n\n[[camera]]"),
-    );
+    let cfg =
+        config(broker.port, images.path(), "").replace("[[camera]]", &format!("[http]\nbind = \"127.0.0.1:{web}\"\n\n[[camera]]"));
     let mut d = Daemon::start(&cfg);
     let base = format!("http://127.0.0.1:{web}");
     let get = |path: &str| -> Option<(u16, Vec<u8>)> {
@@ -690,12 +729,8 @@ fn web_page_live_view_uploads_and_metrics() {
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("siglipd_mqtt_connected 1"), "{metrics}");
     assert!(metrics.contains("siglipd_source_up{camera=\"cam\"} 1"), "{metrics}");
-    let processed: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("siglipd_frames_processed_total{camera=\"cam\"} "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let processed: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("siglipd_frames_processed_total{camera=\"cam\"} ")).unwrap().parse().unwrap();
     assert!(processed >= 1);
     assert!(metrics.contains("siglipd_frames_failed_total{camera=\"cam\"}"), "{metrics}");
     let (ok, _) = d.terminate();
@@ -754,4 +789,283 @@ fn notifies_systemd_readiness_watchdog_and_stopping() {
         }
     }
     assert!(child.wait().unwrap().success());
+}
+
+// ---- issue 12/14/15: ids, persistence, removal, oversize, commands, signals, health ----------
+
+/// A config with the given cameras (id, labels) on node `node`, images from `images`, state in
+/// `state`.
+fn custom_config(port: u16, node: &str, state: &Path, images: &Path, cams: &[(&str, &[(&str, f64)])], extra_mqtt: &str) -> String {
+    let mut t = format!(
+        "[model]\nbundle = \"{}\"\nembeddings = \"$TMP/embeddings.json\"\n[state]\ndir = \"{}\"\n[mqtt]\nport = {port}\nprefix = \"test\"\nnode_id = \"{node}\"\n{extra_mqtt}\n",
+        fixtures().join("tiny").display(),
+        state.display()
+    );
+    for (id, labels) in cams {
+        t += &format!("[[camera]]\nid = \"{id}\"\nname = \"{node} {id}\"\nsource = {{ kind = \"files\", path = \"{}\", loop = true }}\ninterval_s = 0.15\n", images.display());
+        for (name, on) in *labels {
+            t += &format!("[[camera.label]]\nname = \"{name}\"\non = {on}\n");
+        }
+    }
+    t
+}
+
+/// Only the cat photo: "cat" stays ON.
+fn cat_only_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("images/chelsea.png"), dir.path().join("chelsea.png")).unwrap();
+    dir
+}
+
+fn json(m: &Msg) -> serde_json::Value {
+    serde_json::from_str(&m.payload).unwrap()
+}
+
+/// Home Assistant's rules over every discovery payload two nodes put on one broker, for labels
+/// named like other entities and node/camera names that used to collide.
+#[test]
+fn home_assistant_rules_hold_across_nodes_and_awkward_names() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let (s1, s2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let labels: &[(&str, f64)] =
+        &[("cat", 0.9), ("cat threshold", 0.9), ("Top label", 0.9), ("infer ms", 0.9), ("café", 0.9), ("собака", 0.9), ("猫", 0.9)];
+    let mut sub = Sub::new(broker.port);
+    let _a = Daemon::start(&custom_config(broker.port, "pi", s1.path(), images.path(), &[("garage_door", labels)], ""));
+    let _b = Daemon::start(&custom_config(broker.port, "pi_garage", s2.path(), images.path(), &[("door", labels)], ""));
+    sub.wait("device a", T, |m| m.topic == "homeassistant/device/siglipd-pi-garage_door/config");
+    sub.wait("device b", T, |m| m.topic == "homeassistant/device/siglipd-pi_garage-door/config");
+    let mut uids = std::collections::HashSet::new();
+    let mut state_topics = std::collections::HashSet::new();
+    for m in sub.seen.iter().filter(|m| m.topic.starts_with("homeassistant/device/") && !m.payload.is_empty()) {
+        let id = m.topic.split('/').nth(2).unwrap();
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{id}");
+        let v = json(m);
+        assert!(v["origin"]["name"].is_string());
+        let cmps = v["components"].as_object().unwrap();
+        assert_eq!(cmps.len(), 2 * labels.len() + 3, "every entity present in {}", m.topic);
+        for (key, c) in cmps {
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{key}");
+            assert!(uids.insert(c["unique_id"].as_str().unwrap().to_string()), "duplicate unique_id {}", c["unique_id"]);
+            if c["platform"] == "binary_sensor" {
+                assert!(state_topics.insert(c["state_topic"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    assert_eq!(uids.len(), 2 * (2 * labels.len() + 3));
+    // names in any script keep their display name and get a readable topic
+    let v = json(sub.seen.iter().find(|m| m.topic == "homeassistant/device/siglipd-pi-garage_door/config").unwrap());
+    let names: Vec<&str> = v["components"].as_object().unwrap().values().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"собака") && names.contains(&"猫") && names.contains(&"café"), "{names:?}");
+    assert!(state_topics.iter().any(|t| t.starts_with("test/pi/garage_door/sobaka_")), "{state_topics:?}");
+}
+
+#[test]
+fn run_time_controls_survive_a_restart() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], "");
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&cfg);
+    sub.wait("state", T, |m| m.topic == "test/n1/cam/state");
+    sub.publish("test/n1/cam/cat/threshold/set", "0.35");
+    sub.wait("threshold ack", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.35");
+    sub.publish("test/n1/cam/enabled/set", "OFF");
+    sub.wait("enabled ack", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "OFF");
+    std::thread::sleep(Duration::from_millis(500)); // the writer thread saves after each change
+    assert!(d.terminate().0);
+    assert!(state.path().join("controls.json").exists());
+
+    // a broker that forgot everything: what the daemon publishes comes from its state directory
+    drop(sub);
+    drop(broker);
+    let broker = Broker::start();
+    let cfg = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], "");
+    let _d = Daemon::start(&cfg);
+    let mut late = Sub::new(broker.port);
+    late.wait("threshold kept", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.35");
+    late.wait("still paused", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "OFF");
+    let states = late.drain(Duration::from_millis(1500)).into_iter().filter(|m| m.topic == "test/n1/cam/state" && !m.retain).count();
+    assert_eq!(states, 0, "a camera paused before the restart stays paused");
+}
+
+#[test]
+fn removed_cameras_and_labels_are_removed_from_home_assistant() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let state = tempfile::tempdir().unwrap();
+    let before = custom_config(
+        broker.port,
+        "n1",
+        state.path(),
+        images.path(),
+        &[("cam", &[("cat", 0.9), ("dog", 0.9)]), ("yard", &[("car", 0.9)])],
+        "",
+    );
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&before);
+    sub.wait("yard device", T, |m| m.topic == "homeassistant/device/siglipd-n1-yard/config" && !m.payload.is_empty());
+    sub.wait("yard state", T, |m| m.topic == "test/n1/yard/state");
+    std::thread::sleep(Duration::from_millis(2600)); // the record is written 2 s after a resync
+    assert!(d.terminate().0);
+    assert!(state.path().join("mqtt-published.json").exists(), "{}", d.log());
+
+    let after = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], "");
+    sub.seen.clear();
+    let _d = Daemon::start(&after);
+    sub.wait("yard device removed", T, |m| m.topic == "homeassistant/device/siglipd-n1-yard/config" && m.payload.is_empty());
+    let cam = sub.wait("cam device", T, |m| m.topic == "homeassistant/device/siglipd-n1-cam/config" && !m.payload.is_empty());
+    let v = json(&cam);
+    assert_eq!(v["components"]["label-dog"], serde_json::json!({"platform": "binary_sensor"}));
+    assert_eq!(v["components"]["threshold-dog"], serde_json::json!({"platform": "number"}));
+    assert_eq!(v["components"]["label-cat"]["platform"], "binary_sensor");
+    // a new subscriber (Home Assistant after a restart) finds no ghost
+    std::thread::sleep(Duration::from_millis(500));
+    let mut late = Sub::new(broker.port);
+    let got = late.drain(Duration::from_millis(1500));
+    let ghosts: Vec<&str> = got
+        .iter()
+        .filter(|m| m.retain && (m.topic.contains("/yard") || m.topic.starts_with("test/n1/cam/dog")))
+        .map(|m| m.topic.as_str())
+        .collect();
+    assert!(ghosts.is_empty(), "retained ghosts: {ghosts:?}");
+}
+
+#[test]
+fn oversize_snapshots_are_dropped_once_and_never_loop() {
+    let broker = Broker::start();
+    let images = cat_only_dir();
+    let state = tempfile::tempdir().unwrap();
+    // a 16 KiB packet limit: the ~40 KB snapshot of the cat photo cannot be sent
+    let cfg = custom_config(
+        broker.port,
+        "n1",
+        state.path(),
+        images.path(),
+        &[("cam", &[("cat", 0.9)])],
+        "snapshots = true\nmax_packet_kib = 16\n",
+    );
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&cfg);
+    sub.wait("cat ON", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "ON");
+    sub.seen.clear();
+    let later = sub.drain(Duration::from_secs(3));
+    assert!(later.iter().filter(|m| m.topic == "test/n1/cam/state").count() >= 5, "states keep flowing");
+    assert!(!later.iter().any(|m| m.topic == "test/n1/availability"), "no reconnect: availability must not flap");
+    assert!(!later.iter().any(|m| m.topic.ends_with("/snapshot")));
+    let log = d.log();
+    assert_eq!(log.matches("larger than mqtt.max_packet_kib").count(), 1, "{log}");
+    assert!(!log.contains("lost MQTT connection"), "{log}");
+    assert!(d.terminate().0);
+}
+
+#[test]
+fn retained_commands_are_ignored() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let state = tempfile::tempdir().unwrap();
+    let mut sub = Sub::new(broker.port);
+    sub.client.publish("test/n1/cam/enabled/set", QoS::AtLeastOnce, true, "OFF").unwrap();
+    sub.client.publish("test/n1/cam/cat/threshold/set", QoS::AtLeastOnce, true, "0.1").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let d = Daemon::start(&custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], ""));
+    sub.wait("enabled ON", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "ON");
+    sub.seen.clear();
+    let later = sub.drain(Duration::from_secs(2));
+    assert!(later.iter().filter(|m| m.topic == "test/n1/cam/state").count() >= 3, "the camera is not paused by a retained command");
+    assert!(!later.iter().any(|m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.1"));
+    let log = d.log();
+    assert!(log.contains("ignored a retained command") && log.contains("mosquitto_pub -r -n -t"), "{log}");
+}
+
+#[test]
+fn pausing_turns_labels_off_and_ends_the_episode() {
+    let broker = Broker::start();
+    let images = cat_only_dir();
+    let state = tempfile::tempdir().unwrap();
+    let mut sub = Sub::new(broker.port);
+    let _d = Daemon::start(&custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], ""));
+    sub.wait("cat ON", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "ON");
+    sub.publish("test/n1/cam/enabled/set", "OFF");
+    sub.wait("cat OFF on pause", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "OFF");
+    let end = sub.wait("end event", T, |m| m.topic == "test/n1/events" && m.payload.contains("\"end\""));
+    assert_eq!(json(&end)["reason"], "paused");
+    sub.publish("test/n1/cam/enabled/set", "ON");
+    sub.seen.clear();
+    sub.wait("cat ON again", T, |m| m.topic == "test/n1/cam/cat" && m.payload == "ON");
+}
+
+#[test]
+fn a_camera_whose_frames_all_fail_is_reported_offline() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixtures().join("images/truncated.jpg"), dir.path().join("t.jpg")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut sub = Sub::new(broker.port);
+    let d = Daemon::start(&custom_config(broker.port, "n1", state.path(), dir.path(), &[("cam", &[("cat", 0.9)])], ""));
+    sub.wait("status offline", T, |m| m.topic == "test/n1/cam/status" && m.payload == "offline");
+    let log = d.log();
+    assert!(log.contains("could not be scored"), "{log}");
+    // a good frame brings it back
+    std::fs::copy(fixtures().join("images/chelsea.png"), dir.path().join("c.png")).unwrap();
+    sub.seen.clear();
+    sub.wait("status online", T, |m| m.topic == "test/n1/cam/status" && m.payload == "online");
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_the_running_one_otherwise() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], "");
+    let mut sub = Sub::new(broker.port);
+    let mut d = Daemon::start(&cfg);
+    sub.wait("state", T, |m| m.topic == "test/n1/cam/state");
+    let path = d.dir.path().join("siglipd.toml");
+    let hup = |d: &Daemon| Command::new("kill").args(["-HUP", &d.child.id().to_string()]).status().unwrap();
+
+    std::fs::write(&path, "[model]\nbundle = 7\n").unwrap();
+    hup(&d);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(d.alive(), "SIGHUP must not kill the daemon:\n{}", d.log());
+    assert!(d.log().contains("not valid, keeping the running one"), "{}", d.log());
+    sub.seen.clear();
+    sub.wait("still scoring", T, |m| m.topic == "test/n1/cam/state");
+
+    let with_dog = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9), ("dog", 0.9)])], "");
+    std::fs::write(&path, with_dog.replace("$TMP", &d.dir.path().display().to_string())).unwrap();
+    sub.seen.clear();
+    hup(&d);
+    let disc =
+        sub.wait("new discovery", T, |m| m.topic == "homeassistant/device/siglipd-n1-cam/config" && m.payload.contains("label-dog"));
+    assert_eq!(json(&disc)["components"]["label-dog"]["platform"], "binary_sensor");
+    sub.wait("states after reload", T, |m| m.topic == "test/n1/cam/state" && m.payload.contains("\"dog\""));
+    assert!(!sub.seen.iter().any(|m| m.topic == "test/n1/availability" && m.payload == "offline"), "a reload is not an outage");
+    assert!(d.alive());
+    let (ok, took) = d.terminate();
+    assert!(ok && took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn configs_that_would_panic_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let bin = env!("CARGO_BIN_EXE_siglipd");
+    let base = "[model]\nbundle = \"x\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n";
+    for (extra, needle) in [
+        ("[[camera.label]]\nname = \"cat\"\nhold_s = nan\n", "camera[0].label[0].hold_s"),
+        ("[[camera.label]]\nname = \"cat\"\ncooldown_s = 1e300\n", "camera[0].label[0].cooldown_s"),
+        ("watchdog_s = inf\n[[camera.label]]\nname = \"cat\"\n", "camera[0].watchdog_s"),
+        ("max_fps = 0.0\n[[camera.label]]\nname = \"cat\"\n", "camera[0].max_fps"),
+        ("change_gate = { threshold = 0.1, force_every_s = inf }\n[[camera.label]]\nname = \"cat\"\n", "force_every_s"),
+    ] {
+        // camera-level keys must come before the labels
+        std::fs::write(&cfg, format!("{base}{extra}")).unwrap();
+        let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(78), "{extra}: {err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

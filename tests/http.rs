@@ -31,7 +31,9 @@ fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     for (name, value) in fields {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
         if *name == "image" {
-            body.extend_from_slice(b"Content-Disposition: form-data; name=\"image\"; filename=\"x\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+            body.extend_from_slice(
+                b"Content-Disposition: form-data; name=\"image\"; filename=\"x\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+            );
         } else {
             body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
         }
@@ -85,7 +87,9 @@ async fn classify_matches_the_cli() {
     let app = app(None, Limits::default());
     let img = fixtures().join("images/rocket.jpg");
     let bytes = std::fs::read(&img).unwrap();
-    let (s, v, text) = send(&app, classify_req(&[("image", &bytes), ("labels", b"cat, rocket, a cup of coffee"), ("precision", b"fp32")], None)).await;
+    let (s, v, text) =
+        send(&app, classify_req(&[("image", &bytes), ("labels", b"cat, rocket, a cup of coffee"), ("precision", b"fp32")], None))
+            .await;
     assert_eq!(s, StatusCode::OK, "{text}");
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_siglipd"))
         .args(["-q", "classify", "--model"])
@@ -115,7 +119,8 @@ async fn bad_input_is_a_clear_4xx_and_the_server_keeps_serving() {
     let truncated = std::fs::read(fixtures().join("images/truncated.jpg")).unwrap();
     let thousand: String = (0..1000).map(|i| format!("l{i}")).collect::<Vec<_>>().join(",");
     let big = vec![0u8; 300_000];
-    let cases: Vec<(Vec<(&str, &[u8])>, StatusCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("image", b"hello, not an image"), ("labels", b"cat")], StatusCode::BAD_REQUEST, "not a supported image"),
         (vec![("image", &truncated), ("labels", b"cat")], StatusCode::BAD_REQUEST, "cannot decode"),
         (vec![("image", &good), ("labels", b" ")], StatusCode::BAD_REQUEST, "no labels given"),
@@ -131,7 +136,8 @@ async fn bad_input_is_a_clear_4xx_and_the_server_keeps_serving() {
         assert_eq!(s, status, "{needle}: {text}");
         assert!(v["error"].as_str().unwrap_or(&text).contains(needle), "{needle}: {text}");
     }
-    let (s, _, _) = send(&app, Request::post("/api/classify").header("content-type", "text/plain").body(Body::from("x")).unwrap()).await;
+    let (s, _, _) =
+        send(&app, Request::post("/api/classify").header("content-type", "text/plain").body(Body::from("x")).unwrap()).await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // still serving
     let (s, _, text) = send(&app, classify_req(&[("image", &good), ("labels", b"cat")], None)).await;
@@ -207,18 +213,20 @@ async fn live_view_endpoints_health_and_metrics() {
     assert!(String::from_utf8_lossy(&body).contains("no camera \\\"nope\\\""), "{}", String::from_utf8_lossy(&body));
     // uploads are off without a classifier: a clear 403
     let (ctype, body) = multipart(&[("image", &std::fs::read(fixtures().join("images/rocket.jpg")).unwrap()), ("labels", b"cat")]);
-    let (status, body) = send_raw(&app, Request::post("/api/classify").header("content-type", ctype).body(Body::from(body)).unwrap()).await;
+    let (status, body) =
+        send_raw(&app, Request::post("/api/classify").header("content-type", ctype).body(Body::from(body)).unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&body));
 
     // a scored frame arrives (a PNG: the server must encode it to JPEG)
     let cam = live.camera("door").unwrap();
-    cam.online.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(cam.set_source_online(true), Some(true), "the status to publish");
     cam.counters.processed.fetch_add(3, std::sync::atomic::Ordering::Relaxed);
     live.inference_seconds.observe(0.2);
     live.beat();
     let png = std::fs::read(fixtures().join("images/camera_gray.png")).unwrap();
     let state = serde_json::json!({"ts": 12.5, "top": [{"label": "cat", "score": 0.75}], "scores": {"cat": 0.75, "a parked car": 0.1}, "infer_ms": 200.0});
-    cam.update(state.clone(), vec![true, false], Payload::Encoded(png));
+    let msg: siglipd::sink::StateMsg = serde_json::from_value(state.clone()).unwrap();
+    cam.update(std::sync::Arc::new(msg), vec![true, false], Payload::Encoded(png));
 
     let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
@@ -248,4 +256,166 @@ async fn live_view_endpoints_health_and_metrics() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
+
+    // frames that cannot be scored make the camera unhealthy, with the reason
+    assert_eq!(cam.set_failing(Some("cannot decode frame".into())), Some(false));
+    let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&body).contains("camera door: recent frames could not be scored: cannot decode frame"));
+    let (_, body) = send_raw(&app, Request::get("/api/cameras/door/state").body(Body::empty()).unwrap()).await;
+    let one: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(one["online"], false);
+    assert!(one["problem"].as_str().unwrap().contains("could not be scored"));
+}
+
+// ---- issue 15: the service surface -----------------------------------------------------------
+
+fn get_with(path: &str, auth: &str) -> Request<Body> {
+    Request::get(path).header("authorization", auth).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn auth_schemes_are_case_insensitive_basic_carries_the_token_and_401_says_how() {
+    use base64::Engine as _;
+    let app = app(Some("s3cret"), Limits::default());
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for ok in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER  s3cret",
+        &format!("Basic {}", b64("anyuser:s3cret")),
+        &format!("basic {}", b64(":s3cret")),
+    ] {
+        let (s, _, body) = send(&app, get_with("/api/info", ok)).await;
+        assert_eq!(s, StatusCode::OK, "{ok}: {body}");
+    }
+    for bad in ["Bearer s3cre", "Bearer s3cret2", &format!("Basic {}", b64("s3cret:wrong")), "Digest s3cret", "s3cret"] {
+        let resp = app.clone().oneshot(get_with("/api/info", bad)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        let www = resp.headers().get("www-authenticate").expect("401 carries WWW-Authenticate").to_str().unwrap();
+        assert!(www.contains("Bearer") && www.contains("Basic"), "{www}");
+    }
+}
+
+#[tokio::test]
+async fn labels_with_commas_arrays_and_repeated_fields() {
+    let app = app(None, Limits::default());
+    let img = std::fs::read(fixtures().join("images/chelsea.png")).unwrap();
+    let labels = |v: &serde_json::Value| -> Vec<String> {
+        let mut l: Vec<String> = v[0]["scores"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap().to_string()).collect();
+        l.sort();
+        l
+    };
+    // CSV quoting in the list
+    let (s, v, body) = send(&app, classify_req(&[("image", &img), ("labels", br#""a red, white and blue flag", cat"#)], None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(labels(&v), vec!["a red, white and blue flag", "cat"]);
+    // repeated `labels` fields (Python requests sends a list this way): all used
+    let (s, v, body) = send(&app, classify_req(&[("image", &img), ("labels", b"cat"), ("labels", b"rocket")], None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(labels(&v), vec!["cat", "rocket"]);
+    // a repeated single-valued field is refused, naming it
+    let (s, v, _) = send(&app, classify_req(&[("image", &img), ("image", &img), ("labels", b"cat")], None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("\"image\" is given twice"), "{v}");
+    // a JSON array, with a media type in capitals
+    use base64::Engine as _;
+    let body =
+        serde_json::json!({"image": base64::engine::general_purpose::STANDARD.encode(&img), "labels": ["a cat, sitting", "rocket"]});
+    let req = Request::post("/api/classify")
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (s, v, text) = send(&app, req).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(labels(&v), vec!["a cat, sitting", "rocket"]);
+}
+
+/// The template-amplification case: the work a request can cause is bounded by what the model
+/// reads, so the 22 KB request is refused at once.
+#[tokio::test]
+async fn requests_cannot_amplify_work() {
+    let app = app(None, Limits::default());
+    let img = std::fs::read(fixtures().join("images/chelsea.png")).unwrap();
+    let template = "{}".repeat(10_000);
+    let long_labels = ["x".repeat(600), "y".repeat(600), "z".repeat(600)].join(", ");
+    let started = std::time::Instant::now();
+    let (s, v, _) = send(&app, classify_req(&[("image", &img), ("labels", b"cat"), ("template", template.as_bytes())], None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("at most 256"), "{v}");
+    let (s, v, _) = send(&app, classify_req(&[("image", &img), ("labels", long_labels.as_bytes())], None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("label 1 is 600 characters"), "{v}");
+    let (s, _, _) = send(&app, classify_req(&[("image", &img), ("labels", b"cat"), ("template", b"{} and {}")], None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // refused before any model work (a correctness bound, not a timing test: generous)
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// Connections that never finish their request head are closed, and the cap keeps
+/// descriptors for everything else; the server answers again once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_heads_are_timed_out_and_connections_capped() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let app = app(None, Limits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = siglipd::http::ConnLimits {
+        head_timeout: Duration::from_millis(800),
+        connection_max: Duration::from_secs(30),
+        max_connections: 32,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(siglipd::http::serve_connections(listener, app, limits, async {
+        let _ = stop_rx.await;
+    }));
+    let health = move || -> Option<String> {
+        let mut c = std::net::TcpStream::connect(addr).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        // 100 slowloris connections: more than the cap, each sends half a request head
+        let slow: Vec<std::net::TcpStream> = (0..100)
+            .filter_map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).ok()?;
+                c.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").ok()?;
+                Some(c)
+            })
+            .collect();
+        assert!(slow.len() >= 90);
+        // the server closes them after the head timeout: reads return EOF
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = Instant::now();
+        let closed = slow
+            .into_iter()
+            .filter(|c| {
+                let mut c = c;
+                c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                let mut b = [0u8; 512];
+                loop {
+                    match c.read(&mut b) {
+                        Ok(0) => return true, // closed (perhaps after a 408)
+                        Ok(_) => continue,
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                        Err(_) => return true, // reset
+                    }
+                }
+            })
+            .count();
+        assert!(t.elapsed() < Duration::from_secs(60));
+        let answer = health();
+        (closed, answer)
+    })
+    .await
+    .unwrap();
+    let (closed, answer) = result;
+    assert_eq!(closed, 100, "every slow connection is closed by the server");
+    assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")), "the server answers again");
+    let _ = stop_tx.send(());
+    server.await.unwrap();
 }

@@ -37,7 +37,11 @@ struct Hub {
     full_gets: AtomicUsize,
 }
 
-async fn resolve(State(hub): State<Arc<Hub>>, UrlPath((org, name, _rev, file)): UrlPath<(String, String, String, String)>, headers: HeaderMap) -> Response {
+async fn resolve(
+    State(hub): State<Arc<Hub>>,
+    UrlPath((org, name, _rev, file)): UrlPath<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let key = format!("{org}/{name}/{file}");
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     hub.log.lock().unwrap().push((key.clone(), range.clone()));
@@ -48,7 +52,11 @@ async fn resolve(State(hub): State<Arc<Hub>>, UrlPath((org, name, _rev, file)): 
     serve_file(&hub, &key, &range)
 }
 
-async fn cdn(State(hub): State<Arc<Hub>>, UrlPath((org, name, file)): UrlPath<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn cdn(
+    State(hub): State<Arc<Hub>>,
+    UrlPath((org, name, file)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let key = format!("{org}/{name}/{file}");
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     hub.log.lock().unwrap().push((format!("cdn:{key}"), range.clone()));
@@ -178,10 +186,7 @@ fn pull_resumes_checks_and_builds_a_working_bundle() {
 
     // resumed: after the cut, the vision model was asked for again from byte 100000 on
     let log = hub.log.lock().unwrap().clone();
-    assert!(
-        log.iter().any(|(k, r)| k.ends_with("vision_model.onnx") && r == "bytes=100000-"),
-        "no resumed range request in {log:?}"
-    );
+    assert!(log.iter().any(|(k, r)| k.ends_with("vision_model.onnx") && r == "bytes=100000-"), "no resumed range request in {log:?}");
     // the calibration came by small ranges through the redirect, never the whole checkpoint
     let ckpt: Vec<_> = log.iter().filter(|(k, _)| k.starts_with("cdn:")).collect();
     assert_eq!(ckpt.len(), 4, "{ckpt:?}"); // length, header, logit_scale, logit_bias
@@ -191,7 +196,9 @@ fn pull_resumes_checks_and_builds_a_working_bundle() {
     let ours: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("siglip.json")).unwrap()).unwrap();
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny/siglip.json")).unwrap()).unwrap();
-    for key in ["logit_scale", "logit_bias", "embed_dim", "image_size", "image_mean", "image_std", "max_text_length", "pad_id", "eos_id"] {
+    for key in
+        ["logit_scale", "logit_bias", "embed_dim", "image_size", "image_mean", "image_std", "max_text_length", "pad_id", "eos_id"]
+    {
         assert_eq!(ours[key], reference[key], "{key}");
     }
     assert_eq!(ours["vision"]["output"], "image_embeds");

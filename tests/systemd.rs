@@ -43,6 +43,9 @@ fn unit_agrees_with_the_binary() {
     assert!(unit.lines().any(|l| l.starts_with("WatchdogSec=")));
     assert!(has(&format!("RestartPreventExitStatus={}", siglipd::app::EXIT_CONFIG)));
     assert!(has("Restart=on-failure"));
+    // SIGHUP reloads (the daemon handles it; see tests/daemon.rs), state goes to StateDirectory
+    assert!(has("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(has("StateDirectory=siglipd"));
     assert!(unit.contains("ExecStartPre=/usr/bin/siglipd -q check-config --config"));
 
     // a bad config makes check-config exit with that very code

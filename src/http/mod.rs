@@ -2,8 +2,16 @@
 //!
 //! Invariants: inference runs on the classifier's own thread, never on the async runtime; at
 //! most one classification runs at a time and at most `queue` wait (503 + Retry-After beyond
-//! that); bodies, decoded pixels and label counts are bounded; a non-loopback bind requires a
-//! bearer token.
+//! that); bodies, decoded pixels, label counts and lengths and the template are bounded, so a
+//! request's work is bounded by what the model can use; a non-loopback bind requires a token.
+//! Connections are bounded and timed out in `server`.
+//!
+//! HTTP as RFC 9110 has it: media types and auth schemes compare case-insensitively; the token
+//! is accepted as `Authorization: Bearer <token>` or as the password of Basic auth (Home
+//! Assistant's Generic Camera can send only Basic or Digest), compared in constant time; a 401
+//! carries `WWW-Authenticate`. No CORS headers: the API answers same-origin pages only; a
+//! dashboard on another origin shows `/api/cameras/<id>/frame.jpg` in an `<img>` (no CORS
+//! needed) or goes through its own backend (documented in the README).
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -23,11 +31,14 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tracing::info;
 
+mod server;
+pub use server::{serve_connections, ConnLimits};
+
 use crate::classify::LabelScore;
 use crate::control::Controls;
 use crate::engine::{AdhocError, Engine};
-use crate::labels::{parse_list, LabelError, Template, DEFAULT_TEMPLATE};
-use crate::live::{Histogram, Live, LiveCamera};
+use crate::labels::{check_labels, parse_list, LabelError, Template, DEFAULT_TEMPLATE};
+use crate::live::{CameraView, Histogram, Live, LiveCamera};
 use crate::model::preprocess::{self, ImageError};
 use crate::model::{Precision, PrecisionChoice, Tower};
 use crate::source::{Doorbell, Payload};
@@ -46,13 +57,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_upload_bytes: 20 << 20,
-            max_pixels: 40_000_000,
-            max_labels: 100,
-            queue: 4,
-            timeout: Duration::from_secs(60),
-        }
+        Self { max_upload_bytes: 20 << 20, max_pixels: 40_000_000, max_labels: 100, queue: 4, timeout: Duration::from_secs(60) }
     }
 }
 
@@ -90,9 +95,8 @@ impl Job {
         if self.reply.is_closed() {
             return; // the client gave up while waiting
         }
-        let result = engine
-            .classify_adhoc(&self.image, self.max_pixels, &self.labels, &self.template, self.precision)
-            .map_err(|e| match e {
+        let result =
+            engine.classify_adhoc(&self.image, self.max_pixels, &self.labels, &self.template, self.precision).map_err(|e| match e {
                 AdhocError::Image(ImageError::TooLarge { .. }) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
                 AdhocError::Image(_) => bad(e.to_string()),
                 AdhocError::Model(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -191,12 +195,44 @@ pub fn router(api: Api) -> Router {
 
 async fn require_token(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
     if let Some(token) = &s.api.token {
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return ApiError(StatusCode::UNAUTHORIZED, "missing or wrong access token (Authorization: Bearer …)".into()).into_response();
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(presented_token);
+        if !given.is_some_and(|g| token_matches(&g, token)) {
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong access token (send `Authorization: Bearer <token>`, or Basic auth with the token as password)"
+                    .into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"siglipd\", Basic realm=\"siglipd\", charset=\"UTF-8\""),
+            );
+            return r;
         }
     }
     next.run(req).await
+}
+
+/// The token in an `Authorization` header: `Bearer <token>`, or `Basic base64(user:token)`
+/// (any user name). Schemes are case-insensitive (RFC 9110 §11.1).
+fn presented_token(value: &str) -> Option<String> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return text.split_once(':').map(|(_, password)| password.to_string());
+    }
+    None
+}
+
+/// Constant-time equality (the length may leak; the contents do not).
+fn token_matches(given: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 async fn info_handler(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -212,30 +248,26 @@ async fn info_handler(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-fn camera_json(s: &AppState, cam: &LiveCamera) -> serde_json::Value {
+fn camera_view(s: &AppState, cam: &LiveCamera) -> CameraView {
     let enabled = s.api.controls.as_ref().and_then(|c| c.camera(&cam.id)).is_none_or(|c| c.enabled());
-    cam.to_json(enabled)
+    cam.view(enabled)
 }
 
-async fn cameras_handler(State(s): State<AppState>) -> Json<serde_json::Value> {
+async fn cameras_handler(State(s): State<AppState>) -> Json<Vec<CameraView>> {
     let list = match &s.api.live {
-        Some(live) => live.cameras.iter().map(|c| camera_json(&s, c)).collect(),
+        Some(live) => live.cameras.iter().map(|c| camera_view(&s, c)).collect(),
         None => vec![],
     };
-    Json(serde_json::Value::Array(list))
+    Json(list)
 }
 
 fn find_camera(s: &AppState, id: &str) -> Result<Arc<LiveCamera>, ApiError> {
-    s.api
-        .live
-        .as_ref()
-        .and_then(|l| l.camera(id).cloned())
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no camera {id:?}")))
+    s.api.live.as_ref().and_then(|l| l.camera(id).cloned()).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no camera {id:?}")))
 }
 
-async fn camera_state_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn camera_state_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<CameraView>, ApiError> {
     let cam = find_camera(&s, &id)?;
-    Ok(Json(camera_json(&s, &cam)))
+    Ok(Json(camera_view(&s, &cam)))
 }
 
 /// The last scored frame as JPEG. JPEG sources are passed through untouched; others are
@@ -279,22 +311,44 @@ pub const HEALTH_STALL: Duration = Duration::from_secs(60);
 struct JsonRequest {
     /// base64 (optionally a `data:image/...;base64,` URL)
     image: String,
-    labels: String,
+    labels: LabelsField,
     #[serde(default)]
     template: Option<String>,
     #[serde(default)]
     precision: Option<String>,
 }
 
+/// `labels` in JSON: a comma-separated string (CSV quoting for commas inside a label) or an
+/// array of labels.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelsField {
+    List(String),
+    Array(Vec<String>),
+}
+
+impl LabelsField {
+    fn parse(&self) -> Result<Vec<String>, LabelError> {
+        match self {
+            LabelsField::List(s) => parse_list(s),
+            LabelsField::Array(a) => check_labels(a),
+        }
+    }
+}
+
+/// How long a client may take to send a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
 struct Fields {
     image: Option<Vec<u8>>,
-    labels: Option<String>,
+    /// One entry per `labels` field (each a comma-separated list).
+    labels: Vec<String>,
     template: Option<String>,
     precision: Option<String>,
 }
 
 async fn read_multipart(mut mp: Multipart) -> Result<Fields, ApiError> {
-    let mut f = Fields { image: None, labels: None, template: None, precision: None };
+    let mut f = Fields { image: None, labels: vec![], template: None, precision: None };
     let upload_err = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(StatusCode::PAYLOAD_TOO_LARGE, "upload too large".into())
@@ -306,11 +360,28 @@ async fn read_multipart(mut mp: Multipart) -> Result<Fields, ApiError> {
         let name = field.name().unwrap_or_default().to_string();
         let bytes = field.bytes().await.map_err(upload_err)?;
         let text = || String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("field {name:?} is not UTF-8 text")));
+        // `labels` may repeat (Python requests sends a list that way); the others may not
+        let once = |slot: bool| {
+            if slot {
+                Err(bad(format!("field {name:?} is given twice (send one)")))
+            } else {
+                Ok(())
+            }
+        };
         match name.as_str() {
-            "image" => f.image = Some(bytes.to_vec()),
-            "labels" => f.labels = Some(text()?),
-            "template" => f.template = Some(text()?),
-            "precision" => f.precision = Some(text()?),
+            "image" => {
+                once(f.image.is_some())?;
+                f.image = Some(bytes.to_vec())
+            }
+            "labels" => f.labels.push(text()?),
+            "template" => {
+                once(f.template.is_some())?;
+                f.template = Some(text()?)
+            }
+            "precision" => {
+                once(f.precision.is_some())?;
+                f.precision = Some(text()?)
+            }
             other => return Err(bad(format!("unknown field {other:?} (expected image, labels, template, precision)"))),
         }
     }
@@ -334,28 +405,42 @@ async fn classify_handler(State(s): State<AppState>, headers: HeaderMap, req: Re
 }
 
 async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Result<Json<Vec<ApiResult>>, ApiError> {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let fields = if ctype.starts_with("multipart/form-data") {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // media types are case-insensitive (RFC 9110 §8.3.1); parameters follow a `;`
+    let media = ctype.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let slow =
+        || ApiError(StatusCode::REQUEST_TIMEOUT, format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs()));
+    let fields = if media == "multipart/form-data" {
         let mp = Multipart::from_request(req, &()).await.map_err(|e| bad(e.body_text()))?;
-        read_multipart(mp).await?
-    } else if ctype.starts_with("application/json") {
-        let body = axum::body::to_bytes(req.into_body(), s.api.limits.max_upload_bytes * 4 / 3 + 4096)
-            .await
-            .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
+        (tokio::time::timeout(BODY_TIMEOUT, read_multipart(mp)).await.map_err(|_| slow())??, None)
+    } else if media == "application/json" {
+        let body =
+            tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), s.api.limits.max_upload_bytes * 4 / 3 + 4096))
+                .await
+                .map_err(|_| slow())?
+                .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
         let j: JsonRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let b64 = j.image.split_once("base64,").map(|(_, d)| d).unwrap_or(&j.image);
         let image = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| bad(format!("image is not valid base64: {e}")))?;
-        Fields { image: Some(image), labels: Some(j.labels), template: j.template, precision: j.precision }
+        let labels = j.labels.parse().map_err(|e| bad(e.to_string()))?;
+        (Fields { image: Some(image), labels: vec![], template: j.template, precision: j.precision }, Some(labels))
     } else {
         return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data or application/json".into()));
     };
+    let (fields, json_labels) = fields;
     let image = fields.image.filter(|b| !b.is_empty()).ok_or_else(|| bad("no image uploaded"))?;
     if image.len() > s.api.limits.max_upload_bytes {
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("image is {} bytes, over the limit of {}", image.len(), s.api.limits.max_upload_bytes)));
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("image is {} bytes, over the limit of {}", image.len(), s.api.limits.max_upload_bytes),
+        ));
     }
-    let labels = parse_list(fields.labels.as_deref().unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+    let labels = match json_labels {
+        Some(l) => l,
+        None => form_labels(&fields.labels).map_err(|e| bad(e.to_string()))?,
+    };
     if labels.len() > s.api.limits.max_labels {
         return Err(bad(LabelError::TooMany { count: labels.len(), max: s.api.limits.max_labels }.to_string()));
     }
@@ -363,9 +448,11 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
         None | Some("") => Template::new(DEFAULT_TEMPLATE).expect("valid default"),
         Some(t) => Template::new(t).map_err(|e| bad(e.to_string()))?,
     };
-    let classifier = s.api.classifier.as_ref().ok_or_else(|| {
-        ApiError(StatusCode::FORBIDDEN, "uploads are switched off on this server (http.demo = false)".into())
-    })?;
+    let classifier = s
+        .api
+        .classifier
+        .as_ref()
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "uploads are switched off on this server (http.demo = false)".into()))?;
     let precision = match fields.precision.as_deref().map(str::trim) {
         None | Some("") | Some("auto") => None,
         Some(p) => match p.parse::<PrecisionChoice>().map_err(bad)? {
@@ -400,6 +487,18 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
     Ok(Json(vec![ApiResult { image: "upload", scores }]))
 }
 
+/// Every `labels` form field, each a comma-separated list, in order.
+fn form_labels(fields: &[String]) -> Result<Vec<String>, LabelError> {
+    if fields.is_empty() {
+        return Err(LabelError::Empty);
+    }
+    let mut out = Vec::new();
+    for f in fields {
+        out.extend(parse_list(f)?);
+    }
+    Ok(out)
+}
+
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     let m = &s.metrics;
     let mut out = String::new();
@@ -410,6 +509,8 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     out += "# HELP siglipd_http_classify_busy_total Requests rejected with 503 because the queue was full.\n# TYPE siglipd_http_classify_busy_total counter\n";
     out += &format!("siglipd_http_classify_busy_total {}\n", m.rejected_busy.load(Ordering::Relaxed));
     m.latency.render("siglipd_http_classify_seconds", "Time from upload to scores.", &mut out);
+    out += "# HELP siglipd_http_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE siglipd_http_connections_refused_total counter\n";
+    out += &format!("siglipd_http_connections_refused_total {}\n", server::REFUSED.load(Ordering::Relaxed));
     if let Some(live) = &s.api.live {
         live.render_metrics(&mut out);
     }
@@ -431,8 +532,10 @@ pub fn serve(engine: Engine, addr: SocketAddr, token: Option<String>, limits: Li
     let app = router(Api { classifier, limits, token, live: None, controls: None });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
+        let mut signals = crate::signals::Signals::install().context("cannot install signal handlers")?;
         let listener = bind(addr).await?;
-        axum::serve(listener, app).with_graceful_shutdown(crate::app::shutdown_signal()).await.context("web server failed")
+        serve_connections(listener, app, ConnLimits::default(), async move { signals.terminate().await }).await;
+        Ok(())
     })
 }
 

@@ -164,14 +164,13 @@ impl Bundle {
         }
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ModelError::NotABundle {
-                path: dir.to_path_buf(),
-                reason: format!("{MANIFEST} not found"),
-            },
+            std::io::ErrorKind::NotFound => {
+                ModelError::NotABundle { path: dir.to_path_buf(), reason: format!("{MANIFEST} not found") }
+            }
             _ => ModelError::Io { path: path.clone(), cause: e },
         })?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Manifest { path: path.clone(), reason: e.to_string() })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| ModelError::Manifest { path: path.clone(), reason: e.to_string() })?;
         let bundle = Self { dir: dir.to_path_buf(), manifest };
         bundle.validate()?;
         Ok(bundle)
@@ -184,10 +183,7 @@ impl Bundle {
             return Err(bad(format!("format is {:?}, expected {FORMAT:?}", m.format)));
         }
         if m.format_version != FORMAT_VERSION {
-            return Err(bad(format!(
-                "format_version {} is not supported (this siglipd reads {FORMAT_VERSION})",
-                m.format_version
-            )));
+            return Err(bad(format!("format_version {} is not supported (this siglipd reads {FORMAT_VERSION})", m.format_version)));
         }
         if m.resample != "bicubic" {
             return Err(bad(format!("resample {:?} is not supported (only bicubic)", m.resample)));
@@ -246,11 +242,10 @@ impl Bundle {
     }
 
     pub fn precisions(&self, tower: Tower) -> Vec<Precision> {
-        let Some(spec) = self.spec(tower) else { return vec![] };
-        [Precision::Fp32, Precision::Int8]
-            .into_iter()
-            .filter(|p| spec.files.contains_key(p.as_str()))
-            .collect()
+        let Some(spec) = self.spec(tower) else {
+            return vec![];
+        };
+        [Precision::Fp32, Precision::Int8].into_iter().filter(|p| spec.files.contains_key(p.as_str())).collect()
     }
 
     pub fn has_text(&self) -> bool {
@@ -265,14 +260,10 @@ impl Bundle {
         let available = self.precisions(tower);
         match choice {
             PrecisionChoice::Fixed(p) if available.contains(&p) => Ok((p, "requested")),
-            PrecisionChoice::Fixed(p) => Err(ModelError::PrecisionUnavailable {
-                precision: p,
-                tower,
-                available: list(&available),
-            }),
+            PrecisionChoice::Fixed(p) => Err(ModelError::PrecisionUnavailable { precision: p, tower, available: list(&available) }),
             PrecisionChoice::Auto => {
                 if tower == Tower::Vision {
-                    if let Some(c) = crate::bench::saved_choice(self).filter(|c| available.contains(&c.precision)) {
+                    if let Some(c) = crate::model::auto::saved_choice(self).filter(|c| available.contains(&c.precision)) {
                         return Ok((c.precision, "auto: measured fastest on this CPU by `siglipd bench --save`"));
                     }
                 }
@@ -281,7 +272,10 @@ impl Bundle {
                 if available.contains(&Precision::Int8) && form.starts_with("dynamic") && Self::cpu_has_int8_dot() {
                     Ok((Precision::Int8, "auto: dynamic int8 runs on this CPU's dot-product int8 kernels"))
                 } else if has_fp32 && form.starts_with("dynamic") {
-                    Ok((Precision::Fp32, "auto: this CPU has no int8 dot-product instructions, where tract's int8 kernels are far slower than fp32"))
+                    Ok((
+                        Precision::Fp32,
+                        "auto: this CPU has no int8 dot-product instructions, where tract's int8 kernels are far slower than fp32",
+                    ))
                 } else if has_fp32 {
                     Ok((Precision::Fp32, "auto: the int8 weights are expanded to fp32 for every matmul in tract, so fp32 is faster and exact (int8 saves memory; `siglipd bench --save` measures)"))
                 } else if let Some(p) = available.last() {
@@ -294,24 +288,20 @@ impl Bundle {
     }
 
     /// ARMv8.2 dot product (SDOT/UDOT), where tract's int8 matmul kernels beat fp32.
-pub fn cpu_has_int8_dot() -> bool {
-    #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
-    {
-        const HWCAP_ASIMDDP: libc::c_ulong = 1 << 20;
-        // SAFETY: getauxval has no preconditions
-        return unsafe { libc::getauxval(libc::AT_HWCAP) } & HWCAP_ASIMDDP != 0;
+    pub fn cpu_has_int8_dot() -> bool {
+        #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+        {
+            const HWCAP_ASIMDDP: libc::c_ulong = 1 << 20;
+            // SAFETY: getauxval has no preconditions
+            return unsafe { libc::getauxval(libc::AT_HWCAP) } & HWCAP_ASIMDDP != 0;
+        }
+        #[allow(unreachable_code)]
+        false
     }
-    #[allow(unreachable_code)]
-    false
-}
 
-/// Path of a tower's model file after checking its sha256 against the manifest.
+    /// Path of a tower's model file after checking its sha256 against the manifest.
     pub fn model_file(&self, tower: Tower, precision: Precision) -> Result<PathBuf, ModelError> {
-        let spec = self.spec(tower).ok_or_else(|| ModelError::PrecisionUnavailable {
-            precision,
-            tower,
-            available: "none".into(),
-        })?;
+        let spec = self.spec(tower).ok_or_else(|| ModelError::PrecisionUnavailable { precision, tower, available: "none".into() })?;
         let name = spec.files.get(precision.as_str()).ok_or_else(|| ModelError::PrecisionUnavailable {
             precision,
             tower,
@@ -339,7 +329,9 @@ pub fn cpu_has_int8_dot() -> bool {
     /// Checks a file against its manifest sha256, when the manifest has one. Catches truncated
     /// downloads and copy errors with a message naming the file instead of a parser error.
     fn verify(&self, name: &str, path: &Path) -> Result<(), ModelError> {
-        let Some(expected) = self.manifest.sha256.get(name) else { return Ok(()) };
+        let Some(expected) = self.manifest.sha256.get(name) else {
+            return Ok(());
+        };
         let actual = sha256_file(path)?;
         if !actual.eq_ignore_ascii_case(expected) {
             return Err(ModelError::Checksum { path: path.to_path_buf(), expected: expected.clone(), actual });

@@ -38,10 +38,7 @@ impl Encoder {
         // shapes stored in the file for intermediate values may carry a symbolic batch (e.g.
         // after onnxruntime quantization) that contradicts our concrete input: let tract infer them
         forget_intermediate_shapes(&mut model).map_err(load)?;
-        let model = model
-            .with_input_fact(0, input_fact)
-            .and_then(|m| m.into_optimized())
-            .map_err(load)?;
+        let model = model.with_input_fact(0, input_fact).and_then(|m| m.into_optimized()).map_err(load)?;
         let out_shape = model.output_fact(0).map_err(load)?.shape.as_concrete().map(|s| s.to_vec());
         let dim = bundle.manifest.embed_dim;
         if out_shape.as_deref() != Some(&[1, dim][..]) {
@@ -59,7 +56,9 @@ impl Encoder {
         let model = self.state.model();
         let mut total = 0u64;
         for node in model.nodes() {
-            let Ok(inputs) = model.node_input_facts(node.id) else { continue };
+            let Ok(inputs) = model.node_input_facts(node.id) else {
+                continue;
+            };
             if let Ok(costs) = node.op.cost(&inputs) {
                 for (cost, n) in costs {
                     if let (tract_onnx::tract_core::ops::Cost::FMA(_), Ok(n)) = (cost, n.to_i64()) {
@@ -112,15 +111,12 @@ fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &
         return Err(format!("input is named {in_name:?}, the manifest says {input:?}"));
     }
     let declared = model.input_fact(0).map_err(|e| e.to_string())?;
-    let dims: Vec<Option<i64>> =
-        declared.shape.dims().map(|d| d.concretize().and_then(|t| t.as_i64())).collect();
+    let dims: Vec<Option<i64>> = declared.shape.dims().map(|d| d.concretize().and_then(|t| t.as_i64())).collect();
     if !dims.is_empty() {
-        let fits = dims.len() == expected_input.len()
-            && dims.iter().zip(expected_input).all(|(d, e)| d.is_none_or(|d| d == *e as i64));
+        let fits =
+            dims.len() == expected_input.len() && dims.iter().zip(expected_input).all(|(d, e)| d.is_none_or(|d| d == *e as i64));
         if !fits {
-            return Err(format!(
-                "input {input:?} has shape {dims:?} (None = any), the manifest implies {expected_input:?}"
-            ));
+            return Err(format!("input {input:?} has shape {dims:?} (None = any), the manifest implies {expected_input:?}"));
         }
     }
     let outputs = model.output_outlets().map_err(|e| e.to_string())?;

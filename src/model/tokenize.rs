@@ -22,15 +22,8 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    pub fn from_file(
-        path: &Path,
-        rules: TextPreprocessing,
-        max_len: usize,
-        pad_id: u32,
-        eos_id: u32,
-    ) -> Result<Self, ModelError> {
-        let tok = Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
+    pub fn from_file(path: &Path, rules: TextPreprocessing, max_len: usize, pad_id: u32, eos_id: u32) -> Result<Self, ModelError> {
+        let tok = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
         Ok(Self { tok, rules, max_len, pad_id, eos_id })
     }
 
@@ -43,10 +36,10 @@ impl TextTokenizer {
     /// padded after it: HF truncates the pieces to `max_len - 1` and then appends `</s>`.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>, ModelError> {
         let canonical = self.canonicalize(text);
-        let enc = self.tok.encode(canonical.as_str(), false).map_err(|e| ModelError::Tokenizer {
-            path: "tokenizer.json".into(),
-            reason: format!("cannot tokenize {text:?}: {e}"),
-        })?;
+        let enc = self
+            .tok
+            .encode(canonical.as_str(), false)
+            .map_err(|e| ModelError::Tokenizer { path: "tokenizer.json".into(), reason: format!("cannot tokenize {text:?}: {e}") })?;
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         ids.truncate(self.max_len - 1);
         ids.push(self.eos_id as i64);

@@ -7,22 +7,75 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
+pub mod discovery;
 pub mod mqtt;
 pub mod stdout;
+
+/// `…/<camera>/state` after each scored frame. Home Assistant templates read these keys
+/// (`value_json.top[0].label`, `value_json.infer_ms`): renaming one is a breaking change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateMsg {
+    /// Unix seconds (never earlier than a previous message: see `daemon::WallClock`).
+    pub ts: f64,
+    /// The `top_k` best labels, best first.
+    pub top: Vec<TopLabel>,
+    /// Every label's score (0..1) by display name.
+    pub scores: std::collections::BTreeMap<String, f32>,
+    /// Vision tower time for this frame (all crop regions), milliseconds, one decimal.
+    pub infer_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TopLabel {
+    pub label: String,
+    pub score: f32,
+}
+
+/// `…/events`: Frigate's event shape, flattened (`type` new | update | end).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EventMsg {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `<start_time>-<camera>-<label slug>`: equal for every message of one episode.
+    pub id: String,
+    pub camera: String,
+    /// The label's display name.
+    pub label: String,
+    pub score: f32,
+    pub top_score: f32,
+    pub start_time: f64,
+    pub end_time: Option<f64>,
+    /// Why an episode ended other than by its score (`paused`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
 
 /// Something the daemon tells the world.
 #[derive(Debug, Clone)]
 pub enum Output {
-    /// After each inference: `{"ts","top","scores","infer_ms"}`.
-    State { camera: String, json: serde_json::Value },
+    /// After each inference.
+    State {
+        camera: String,
+        state: std::sync::Arc<StateMsg>,
+    },
     /// A label's smoothed ON/OFF state changed (or its first value).
-    Label { camera: String, label: String, on: bool },
-    /// `{"type":"new|update|end","id","camera","label","score","top_score","start_time","end_time"}`.
-    Event(serde_json::Value),
+    Label {
+        camera: String,
+        label: String,
+        on: bool,
+    },
+    Event(EventMsg),
     /// The camera's source went online or offline.
-    Status { camera: String, online: bool },
+    Status {
+        camera: String,
+        online: bool,
+    },
     /// JPEG of the frame that turned a label ON.
-    Snapshot { camera: String, label: String, jpeg: Vec<u8> },
+    Snapshot {
+        camera: String,
+        label: String,
+        jpeg: Vec<u8>,
+    },
 }
 
 /// Bounded queue where the producer never blocks: when full, the oldest entry is dropped.

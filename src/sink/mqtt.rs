@@ -5,9 +5,12 @@
 //! and handles commands; the publisher task drains the daemon's queue with `try_publish`.
 //!
 //! Invariants: every retained topic's last value is kept in `retained`, and every ConnAck (a
-//! fresh clean session) re-subscribes and re-publishes availability, discovery and all retained
-//! states; while disconnected nothing is handed to rumqttc (its channel would block), events wait
-//! in a bounded queue that drops the oldest.
+//! fresh clean session) re-subscribes and re-publishes availability, discovery, removals and all
+//! retained states; while disconnected nothing is handed to rumqttc (its channel would block),
+//! events wait in a bounded queue that drops the oldest. No message larger than
+//! `mqtt.max_packet_kib` is ever handed to rumqttc or kept as retained (rumqttc would drop the
+//! connection, and a retained one would do it again on every reconnect). Commands act only
+//! when not retained.
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,15 +18,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::discovery::{self, Published, RECORD_FILE, RECORD_FORMAT, RECORD_VERSION};
 use super::{DropQueue, Output};
 use crate::config::{CameraConfig, MqttConfig};
 use crate::control::Controls;
 use crate::source::Backoff;
+use crate::state::StateDir;
 
 pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
@@ -38,10 +42,20 @@ struct Shared {
     wake: Notify,
     retained: Mutex<BTreeMap<String, Vec<u8>>>,
     discovery: Vec<(String, Vec<u8>)>,
+    /// Retained topics of removed cameras/labels (and the previous id scheme), cleared with an
+    /// empty payload on every connect of this run.
+    clear: Vec<String>,
+    /// Written to the state directory once the plan has been delivered.
+    record: Mutex<Option<(StateDir, Published)>>,
     discovery_prefix: Option<String>,
     controls: Arc<Controls>,
     shutting_down: AtomicBool,
     pub publish_failures: AtomicU64,
+    max_packet_bytes: usize,
+    /// Kinds of oversize message already warned about.
+    oversize_warned: Mutex<std::collections::HashSet<&'static str>>,
+    /// Retained command topics already warned about.
+    retained_warned: Mutex<std::collections::HashSet<String>>,
 }
 
 pub struct Mqtt {
@@ -61,7 +75,10 @@ fn qos(n: u8) -> QoS {
 impl Mqtt {
     /// Starts the client tasks on the current tokio runtime. Never waits for the broker: a
     /// broker that is down at start is retried in the background.
-    pub fn start(cfg: &MqttConfig, cams: &[CameraConfig], controls: Arc<Controls>) -> anyhow::Result<Self> {
+    ///
+    /// `state`: where the record of what was published lives (removed cameras and labels are
+    /// cleared from the broker and Home Assistant on connect); None: no clean-up of removals.
+    pub fn start(cfg: &MqttConfig, cams: &[CameraConfig], controls: Arc<Controls>, state: Option<StateDir>) -> anyhow::Result<Self> {
         let base = cfg.base.clone();
         let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
         opts.set_keep_alive(cfg.keep_alive);
@@ -97,10 +114,16 @@ impl Mqtt {
                 retained.insert(format!("{base}/{}/{slug}/threshold", cam.id), fmt_threshold(t.on).into());
             }
         }
-        let discovery = match &cfg.discovery {
-            Some(prefix) => cams.iter().map(|c| discovery_config(prefix, cfg, c)).collect(),
-            None => vec![],
-        };
+        let previous: Option<Published> = state.as_ref().and_then(|s| s.read(RECORD_FILE, RECORD_FORMAT, RECORD_VERSION));
+        let plan = discovery::plan(cfg, cams, previous.as_ref());
+        if !plan.clear.is_empty() {
+            info!(topics = plan.clear.len(), "clearing retained topics of removed cameras, labels or old ids on connect");
+        }
+        for (topic, payload) in &plan.discovery {
+            if !fits(cfg.max_packet_bytes, topic, payload) {
+                warn!(topic, bytes = payload.len(), "the discovery payload is larger than mqtt.max_packet_kib allows: raise it (Home Assistant will not see this camera)");
+            }
+        }
         let shared = Arc::new(Shared {
             client,
             base,
@@ -109,11 +132,16 @@ impl Mqtt {
             resync: AtomicU64::new(0),
             wake: Notify::new(),
             retained: Mutex::new(retained),
-            discovery,
+            discovery: plan.discovery,
+            clear: plan.clear,
+            record: Mutex::new(state.map(|s| (s, plan.record))),
             discovery_prefix: cfg.discovery.clone(),
             controls,
             shutting_down: AtomicBool::new(false),
             publish_failures: AtomicU64::new(0),
+            max_packet_bytes: cfg.max_packet_bytes,
+            oversize_warned: Default::default(),
+            retained_warned: Default::default(),
         });
         let queue = Arc::new(DropQueue::new(cfg.queue));
         let endpoint = format!("{}:{}", cfg.host, cfg.port);
@@ -135,12 +163,9 @@ impl Mqtt {
         )
     }
 
-    pub fn connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Relaxed)
-    }
-
-    /// Publishes `offline` (retained) and disconnects cleanly, within `timeout`.
-    pub async fn shutdown(self, timeout: Duration) {
+    /// Disconnects cleanly within `timeout`, publishing `offline` first (retained) when
+    /// `offline` (a stop; a reload reconnects at once and leaves availability alone).
+    pub async fn shutdown(self, timeout: Duration, offline: bool) {
         let s = &self.shared;
         s.shutting_down.store(true, Ordering::Relaxed);
         if !s.connected.load(Ordering::Relaxed) {
@@ -158,7 +183,9 @@ impl Mqtt {
         })
         .await;
         if s.connected.load(Ordering::Relaxed) {
-            let _ = s.client.try_publish(format!("{}/availability", s.base), QoS::AtLeastOnce, true, OFFLINE);
+            if offline {
+                let _ = s.client.try_publish(format!("{}/availability", s.base), QoS::AtLeastOnce, true, OFFLINE);
+            }
             let _ = s.client.try_disconnect();
         }
         let mut tasks = self.tasks;
@@ -203,7 +230,7 @@ async fn event_loop(s: Arc<Shared>, mut eventloop: rumqttc::EventLoop, endpoint:
                 s.resync.fetch_add(1, Ordering::Relaxed);
                 s.wake.notify_one();
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => handle_incoming(&s, &p.topic, &p.payload),
+            Ok(Event::Incoming(Packet::Publish(p))) => handle_incoming(&s, &p),
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if s.shutting_down.load(Ordering::Relaxed) => {
                 // drive the loop once more so the disconnect is written, then stop
                 let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
@@ -229,8 +256,9 @@ async fn event_loop(s: Arc<Shared>, mut eventloop: rumqttc::EventLoop, endpoint:
     }
 }
 
-fn handle_incoming(s: &Arc<Shared>, topic: &str, payload: &[u8]) {
-    let text = String::from_utf8_lossy(payload).trim().to_string();
+fn handle_incoming(s: &Arc<Shared>, p: &rumqttc::Publish) {
+    let topic = p.topic.as_str();
+    let text = String::from_utf8_lossy(&p.payload).trim().to_string();
     if let Some(prefix) = &s.discovery_prefix {
         if topic == format!("{prefix}/status") {
             if text == ONLINE {
@@ -246,38 +274,95 @@ fn handle_incoming(s: &Arc<Shared>, topic: &str, payload: &[u8]) {
             return;
         }
     }
-    let Some(rest) = topic.strip_prefix(&format!("{}/", s.base)) else { return };
+    let Some(rest) = topic.strip_prefix(&format!("{}/", s.base)) else {
+        return;
+    };
     let parts: Vec<&str> = rest.split('/').collect();
+    let is_command = matches!(parts.as_slice(), [_, "enabled", "set"] | [_, _, "threshold", "set"]);
+    if is_command && p.retain {
+        // a retained command would be applied again on every start and reconnect
+        if s.retained_warned.lock().unwrap().insert(topic.to_string()) {
+            warn!(topic, "ignored a retained command: commands act only when sent without the retain flag; clear it with `mosquitto_pub -r -n -t '{topic}'`");
+        }
+        return;
+    }
     match parts.as_slice() {
-        [cam, "enabled", "set"] => {
-            let Some(c) = s.controls.camera(cam) else { return warn!("command for unknown camera {cam:?}") };
-            match text.to_ascii_lowercase().as_str() {
-                "on" | "true" | "1" => c.set_enabled(true),
-                "off" | "false" | "0" => c.set_enabled(false),
-                _ => warn!(topic, "ignored command payload {text:?} (expected ON or OFF)"),
-            }
-            info!(camera = %cam, enabled = c.enabled(), "camera enabled set over MQTT");
-            publish_retained(s, format!("{}/{cam}/enabled", s.base), on_off(c.enabled()).into());
-        }
-        [cam, label, "threshold", "set"] => {
-            let Some(c) = s.controls.camera(cam) else { return warn!("command for unknown camera {cam:?}") };
-            let Some(current) = c.threshold_of(label) else { return warn!("command for unknown label {label:?} of {cam:?}") };
-            let now = match text.parse::<f32>() {
-                Ok(v) if (0.0..=1.0).contains(&v) => c.set_threshold(label, v).expect("known label"),
-                _ => {
-                    warn!(topic, "ignored threshold {text:?} (expected a number from 0 to 1)");
-                    current
-                }
-            };
-            info!(camera = %cam, label = %label, on = now.on, off = now.off, "threshold set over MQTT");
-            // acknowledged with the value in force, so a rejected value snaps back in HA
-            publish_retained(s, format!("{}/{cam}/{label}/threshold", s.base), fmt_threshold(now.on).into());
-        }
+        [cam, "enabled", "set"] => command_enabled(s, cam, topic, &text),
+        [cam, label, "threshold", "set"] => command_threshold(s, cam, label, topic, &text),
         _ => {}
     }
 }
 
-fn publish_retained(s: &Shared, topic: String, payload: Vec<u8>) {
+fn command_enabled(s: &Shared, cam: &str, topic: &str, text: &str) {
+    let Some(c) = s.controls.camera(cam) else {
+        return warn!("command for unknown camera {cam:?}");
+    };
+    let want = match text.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Some(true),
+        "off" | "false" | "0" => Some(false),
+        _ => None,
+    };
+    match want {
+        Some(on) => {
+            s.controls.set_enabled(cam, on);
+            info!(camera = %cam, enabled = on, "camera enabled set over MQTT");
+        }
+        None => warn!(topic, "ignored command payload {text:?} (expected ON or OFF)"),
+    }
+    publish_retained(s, "control", format!("{}/{cam}/enabled", s.base), on_off(c.enabled()).into());
+}
+
+fn command_threshold(s: &Shared, cam: &str, label: &str, topic: &str, text: &str) {
+    let Some(c) = s.controls.camera(cam) else {
+        return warn!("command for unknown camera {cam:?}");
+    };
+    let Some(current) = c.threshold_of(label) else {
+        return warn!("command for unknown label {label:?} of {cam:?}");
+    };
+    let now = match text.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => s.controls.set_threshold(cam, label, v).expect("known label"),
+        _ => {
+            warn!(topic, "ignored threshold {text:?} (expected a number from 0 to 1)");
+            current
+        }
+    };
+    info!(camera = %cam, label = %label, on = now.on, off = now.off, "threshold set over MQTT");
+    // acknowledged with the value in force, so a rejected value snaps back in HA
+    publish_retained(s, "control", format!("{}/{cam}/{label}/threshold", s.base), fmt_threshold(now.on).into());
+}
+
+/// Whether a publish of `payload` on `topic` stays within `max` bytes: MQTT fixed header (at
+/// most 5 bytes), topic length prefix and topic, packet id, payload.
+fn fits(max: usize, topic: &str, payload: &[u8]) -> bool {
+    5 + 2 + topic.len() + 2 + payload.len() <= max
+}
+
+impl Shared {
+    /// False (and a warning once per kind) for a message rumqttc would refuse by dropping the
+    /// connection.
+    fn sendable(&self, kind: &'static str, topic: &str, payload: &[u8]) -> bool {
+        if fits(self.max_packet_bytes, topic, payload) {
+            return true;
+        }
+        self.publish_failures.fetch_add(1, Ordering::Relaxed);
+        if self.oversize_warned.lock().unwrap().insert(kind) {
+            warn!(
+                topic,
+                bytes = payload.len(),
+                max_bytes = self.max_packet_bytes,
+                "dropped a {kind} message larger than mqtt.max_packet_kib allows (raise mqtt.max_packet_kib, and the broker's message_size_limit, to send it); further {kind} drops are only counted in siglipd_mqtt_publish_drops_total"
+            );
+        } else {
+            debug!(topic, bytes = payload.len(), "dropped an oversize {kind} message");
+        }
+        false
+    }
+}
+
+fn publish_retained(s: &Shared, kind: &'static str, topic: String, payload: Vec<u8>) {
+    if !s.sendable(kind, &topic, &payload) {
+        return; // never retained: it would be re-sent, and refused, on every reconnect
+    }
     s.retained.lock().unwrap().insert(topic.clone(), payload.clone());
     if s.connected.load(Ordering::Relaxed) && s.client.try_publish(topic, s.qos, true, payload).is_err() {
         s.publish_failures.fetch_add(1, Ordering::Relaxed);
@@ -294,7 +379,8 @@ fn resync(s: &Shared) {
         let _ = s.client.try_subscribe(t, QoS::AtLeastOnce);
     }
     let mut sends = vec![(format!("{}/availability", s.base), ONLINE.as_bytes().to_vec())];
-    sends.extend(s.discovery.iter().cloned());
+    sends.extend(s.clear.iter().map(|t| (t.clone(), Vec::new())));
+    sends.extend(s.discovery.iter().filter(|(t, p)| fits(s.max_packet_bytes, t, p)).cloned());
     sends.extend(s.retained.lock().unwrap().iter().map(|(t, p)| (t.clone(), p.clone())));
     for (topic, payload) in sends {
         if s.client.try_publish(topic, QoS::AtLeastOnce, true, payload).is_err() {
@@ -307,6 +393,7 @@ async fn publisher(s: Arc<Shared>, queue: Arc<DropQueue<Output>>, pending_cap: u
     let mut seen_resync = 0u64;
     let mut pending: VecDeque<(String, Vec<u8>)> = VecDeque::new();
     let events_topic = format!("{}/events", s.base);
+    let mut resynced_at: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = queue.wait() => {}
@@ -318,20 +405,36 @@ async fn publisher(s: Arc<Shared>, queue: Arc<DropQueue<Output>>, pending_cap: u
         if connected && r != seen_resync {
             seen_resync = r;
             resync(&s);
+            resynced_at = Some(std::time::Instant::now());
+        }
+        if !connected {
+            resynced_at = None;
+        }
+        // connected for a while after a resync: the plan went out, record it
+        if resynced_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
+            if let Some((state, record)) = s.record.lock().unwrap().take() {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = state.write(RECORD_FILE, RECORD_FORMAT, RECORD_VERSION, &record) {
+                        warn!("{e} (cameras or labels removed later may stay in Home Assistant)");
+                    }
+                });
+            }
         }
         while let Some(out) = queue.pop() {
-            let (topic, payload, retain) = match out {
-                Output::State { camera, json } => (format!("{}/{camera}/state", s.base), json.to_string().into_bytes(), true),
-                Output::Label { camera, label, on } => (format!("{}/{camera}/{label}", s.base), on_off(on).into(), true),
-                Output::Status { camera, online } => {
-                    (format!("{}/{camera}/status", s.base), if online { ONLINE } else { OFFLINE }.into(), true)
+            let (kind, topic, payload, retain) = match out {
+                Output::State { camera, state } => {
+                    ("state", format!("{}/{camera}/state", s.base), serde_json::to_vec(&*state).expect("state serializes"), true)
                 }
-                Output::Snapshot { camera, label, jpeg } => (format!("{}/{camera}/{label}/snapshot", s.base), jpeg, true),
-                Output::Event(e) => (events_topic.clone(), e.to_string().into_bytes(), false),
+                Output::Label { camera, label, on } => ("label", format!("{}/{camera}/{label}", s.base), on_off(on).into(), true),
+                Output::Status { camera, online } => {
+                    ("status", format!("{}/{camera}/status", s.base), if online { ONLINE } else { OFFLINE }.into(), true)
+                }
+                Output::Snapshot { camera, label, jpeg } => ("snapshot", format!("{}/{camera}/{label}/snapshot", s.base), jpeg, true),
+                Output::Event(e) => ("event", events_topic.clone(), serde_json::to_vec(&e).expect("event serializes"), false),
             };
             if retain {
-                publish_retained(&s, topic, payload);
-            } else {
+                publish_retained(&s, kind, topic, payload);
+            } else if s.sendable(kind, &topic, &payload) {
                 pending.push_back((topic, payload));
                 while pending.len() > pending_cap {
                     pending.pop_front();
@@ -349,94 +452,4 @@ async fn publisher(s: Arc<Shared>, queue: Arc<DropQueue<Output>>, pending_cap: u
             }
         }
     }
-}
-
-/// Home Assistant device discovery: one device per camera with a binary_sensor per label,
-/// sensors for the top label and inference time, a switch to pause the camera and a number
-/// per label for its threshold.
-fn discovery_config(prefix: &str, cfg: &MqttConfig, cam: &CameraConfig) -> (String, Vec<u8>) {
-    let base = &cfg.base;
-    let node = &cfg.node_id;
-    let dev_id = format!("siglipd_{node}_{}", cam.id);
-    let version = env!("CARGO_PKG_VERSION");
-    let mut cmps = serde_json::Map::new();
-    for l in &cam.labels {
-        cmps.insert(
-            format!("{}_{}", cam.id, l.slug),
-            json!({
-                "platform": "binary_sensor",
-                "name": l.name,
-                "unique_id": format!("{dev_id}_{}", l.slug),
-                "state_topic": format!("{base}/{}/{}", cam.id, l.slug),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-            }),
-        );
-        cmps.insert(
-            format!("{}_{}_threshold", cam.id, l.slug),
-            json!({
-                "platform": "number",
-                "name": format!("{} threshold", l.name),
-                "unique_id": format!("{dev_id}_{}_threshold", l.slug),
-                "command_topic": format!("{base}/{}/{}/threshold/set", cam.id, l.slug),
-                "state_topic": format!("{base}/{}/{}/threshold", cam.id, l.slug),
-                "min": 0, "max": 1, "step": 0.01, "mode": "box",
-                "entity_category": "config",
-            }),
-        );
-    }
-    cmps.insert(
-        format!("{}_top_label", cam.id),
-        json!({
-            "platform": "sensor",
-            "name": "Top label",
-            "unique_id": format!("{dev_id}_top_label"),
-            "state_topic": format!("{base}/{}/state", cam.id),
-            "value_template": "{{ value_json.top[0].label if value_json.top else '' }}",
-        }),
-    );
-    cmps.insert(
-        format!("{}_infer_ms", cam.id),
-        json!({
-            "platform": "sensor",
-            "name": "Inference time",
-            "unique_id": format!("{dev_id}_infer_ms"),
-            "state_topic": format!("{base}/{}/state", cam.id),
-            "value_template": "{{ value_json.infer_ms }}",
-            "unit_of_measurement": "ms",
-            "state_class": "measurement",
-            "entity_category": "diagnostic",
-        }),
-    );
-    cmps.insert(
-        format!("{}_enabled", cam.id),
-        json!({
-            "platform": "switch",
-            "name": "Enabled",
-            "unique_id": format!("{dev_id}_enabled"),
-            "command_topic": format!("{base}/{}/enabled/set", cam.id),
-            "state_topic": format!("{base}/{}/enabled", cam.id),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "entity_category": "config",
-        }),
-    );
-    let payload = json!({
-        "device": {
-            "identifiers": [dev_id],
-            "name": cam.name,
-            "manufacturer": "siglipd",
-            "model": "SigLIP zero-shot camera",
-            "sw_version": version,
-        },
-        "origin": {"name": "siglipd", "sw_version": version},
-        "availability": [
-            {"topic": format!("{base}/availability")},
-            {"topic": format!("{base}/{}/status", cam.id)},
-        ],
-        "availability_mode": "all",
-        "components": cmps,
-        "qos": cfg.qos,
-    });
-    (format!("{prefix}/device/{dev_id}/config"), payload.to_string().into_bytes())
 }

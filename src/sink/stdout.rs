@@ -5,9 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{DropQueue, Output};
+use super::{DropQueue, EventMsg, Output, StateMsg};
 
 pub fn spawn(queue: Arc<DropQueue<Output>>, shutdown: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -35,16 +33,23 @@ pub fn spawn(queue: Arc<DropQueue<Output>>, shutdown: Arc<std::sync::atomic::Ato
         .expect("spawn stdout sink")
 }
 
-fn line(o: &Output) -> Option<serde_json::Value> {
-    Some(match o {
-        Output::State { camera, json } => json!({"kind": "state", "camera": camera, "state": json}),
-        Output::Label { camera, label, on } => {
-            json!({"kind": "label", "camera": camera, "label": label, "state": if *on { "ON" } else { "OFF" }})
-        }
-        Output::Event(e) => json!({"kind": "event", "event": e}),
-        Output::Status { camera, online } => {
-            json!({"kind": "status", "camera": camera, "status": if *online { "online" } else { "offline" }})
-        }
+/// One stdout line (the README documents these shapes).
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line<'a> {
+    State { camera: &'a str, state: &'a StateMsg },
+    Label { camera: &'a str, label: &'a str, state: &'static str },
+    Event { event: &'a EventMsg },
+    Status { camera: &'a str, status: &'static str },
+}
+
+fn line(o: &Output) -> Option<String> {
+    let l = match o {
+        Output::State { camera, state } => Line::State { camera, state },
+        Output::Label { camera, label, on } => Line::Label { camera, label, state: if *on { "ON" } else { "OFF" } },
+        Output::Event(event) => Line::Event { event },
+        Output::Status { camera, online } => Line::Status { camera, status: if *online { "online" } else { "offline" } },
         Output::Snapshot { .. } => return None,
-    })
+    };
+    serde_json::to_string(&l).ok()
 }

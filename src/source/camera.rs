@@ -29,11 +29,7 @@ pub fn choose_format(formats: &[CameraFormat], min_side: u32) -> Option<CameraFo
     let usable: Vec<&CameraFormat> = formats.iter().filter(|f| rank(f).is_some()).collect();
     let big_enough = |f: &&&CameraFormat| f.width().min(f.height()) >= min_side;
     let area = |f: &CameraFormat| f.width() as u64 * f.height() as u64;
-    if let Some(best) = usable
-        .iter()
-        .filter(big_enough)
-        .min_by_key(|f| (rank(f), area(f), std::cmp::Reverse(f.frame_rate())))
-    {
+    if let Some(best) = usable.iter().filter(big_enough).min_by_key(|f| (rank(f), area(f), std::cmp::Reverse(f.frame_rate()))) {
         return Some(**best);
     }
     usable.iter().max_by_key(|f| (area(f), std::cmp::Reverse(rank(f)), f.frame_rate())).map(|f| **f)

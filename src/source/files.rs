@@ -60,8 +60,12 @@ pub fn run(pattern: &str, looping: bool, ctx: SourceCtx) {
                     status.online();
                     ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: file.display().to_string(), at: Instant::now() });
                 }
-                // A file that vanished between listing and reading is not a source failure.
-                Err(e) => tracing::debug!(camera = %ctx.camera, "cannot read {}: {e}", file.display()),
+                // A file that vanished between listing and reading is not a source failure;
+                // anything else (no descriptors left, permissions, I/O) is.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(camera = %ctx.camera, "cannot read {}: {e}", file.display())
+                }
+                Err(e) => status.offline(format!("cannot read {}: {e}{}", file.display(), super::fd_hint(&e))),
             }
             if !ctx.sleep(ctx.interval.saturating_sub(started.elapsed())) {
                 return;

@@ -182,6 +182,16 @@ impl StatusTracker {
     }
 }
 
+/// A hint for errors that mean the process ran out of file descriptors (EMFILE/ENFILE).
+pub fn fd_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => {
+            " (the process is out of file descriptors: raise LimitNOFILE= or find what holds them)"
+        }
+        _ => "",
+    }
+}
+
 /// Starts the camera's source thread.
 pub fn spawn(cam: &CameraConfig, ctx: SourceCtx) -> std::io::Result<std::thread::JoinHandle<()>> {
     let source = cam.source.clone();

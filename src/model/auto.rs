@@ -1,0 +1,78 @@
+//! The `siglipd bench --save` result (`auto.json` next to a bundle): what `--precision auto`
+//! and `threads = 0` use on this CPU for these very files. Lives with the model (the bundle
+//! reads it to resolve `auto`); `bench` writes it.
+use serde::{Deserialize, Serialize};
+
+use crate::model::bundle::sha256_file;
+use crate::model::{Bundle, Precision};
+
+pub const AUTO_FILE: &str = "auto.json";
+
+/// What `auto` uses on this machine for this bundle (written by `siglipd bench --save`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AutoChoice {
+    pub precision: Precision,
+    pub threads: usize,
+    pub cpu: String,
+    /// sha256 of the vision file measured for each precision: a re-exported bundle invalidates it.
+    pub vision_sha256: std::collections::BTreeMap<String, String>,
+    pub median_ms: f64,
+}
+
+/// The saved choice, if it was measured on this CPU for these very files.
+pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
+    let text = std::fs::read_to_string(bundle.dir.join(AUTO_FILE)).ok()?;
+    let c: AutoChoice = serde_json::from_str(&text).ok()?;
+    if c.cpu != cpu_name() {
+        tracing::info!(measured_on = %c.cpu, "ignoring {AUTO_FILE}: measured on another CPU");
+        return None;
+    }
+    let files = &bundle.manifest.vision.files;
+    // the manifest's checksum, else the file's own (bundles made without checksums)
+    let same = c.vision_sha256.iter().all(|(p, sha)| {
+        files.get(p).is_some_and(|f| match bundle.manifest.sha256.get(f) {
+            Some(s) => s == sha,
+            None => sha256_file(&bundle.dir.join(f)).is_ok_and(|s| &s == sha),
+        })
+    });
+    same.then_some(c)
+}
+
+/// Cores this process may use (the default thread count).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub(crate) fn cpuinfo() -> String {
+    std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()
+}
+
+/// The first `key : value` line of /proc/cpuinfo text with this key ("model name", "CPU part").
+pub(crate) fn cpuinfo_field(info: &str, key: &str) -> Option<String> {
+    info.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+/// A name for this CPU, to tell whether a saved measurement applies.
+pub fn cpu_name() -> String {
+    let info = cpuinfo();
+    let name = cpuinfo_field(&info, "model name")
+        .or_else(|| cpuinfo_field(&info, "CPU part").map(|p| format!("{} (part {p})", arm_core(&p).unwrap_or("ARM"))))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{name}, {} cores", cores())
+}
+
+pub(crate) fn arm_core(part: &str) -> Option<&'static str> {
+    Some(match part {
+        "0xd03" => "Cortex-A53",
+        "0xd05" => "Cortex-A55",
+        "0xd08" => "Cortex-A72",
+        "0xd0b" => "Cortex-A76",
+        "0xd41" => "Cortex-A78",
+        "0xd42" => "Cortex-A78AE",
+        "0xd4b" => "Cortex-A78C",
+        _ => return None,
+    })
+}
