@@ -158,6 +158,15 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_that_cannot_exist_says_what_to_do() {
+        // works as root too: a regular file where a parent directory should be
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("file"), b"x").unwrap();
+        let e = StateDir::open(&d.path().join("file/state")).unwrap_err().to_string();
+        assert!(e.contains("cannot be created") && e.contains("[state] dir") && e.contains("StateDirectory="), "{e}");
+    }
+
+    #[test]
     fn unwritable_directory_says_what_to_do() {
         if unsafe { libc::geteuid() } == 0 {
             return; // root writes anywhere

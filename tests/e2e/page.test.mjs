@@ -385,7 +385,8 @@ after(async () => {
 // a. the happy path, checked against the CLI
 
 test('classify chelsea.png in the page: same scores as `siglipd classify --json`', { timeout: 60_000 }, async () => {
-  const labels = 'cat, rocket, a cup of coffee';
+  // a quoted label holds a comma: the page sends the text as typed and the server parses it as the CLI does
+  const labels = 'cat, rocket, "a cup, of coffee"';
   const [srv, want] = await Promise.all([serveServer(), cliScores(img('chelsea.png'), labels)]);
   assert.equal(want.length, 3);
   const info = await (await fetch(`${srv.url}/api/info`)).json();
