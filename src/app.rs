@@ -95,6 +95,14 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Model(crate::cli::ModelCommand::Pull(a)) => pull(a),
         Command::Bench(a) => bench(a),
+        Command::Man(a) => crate::cli::write_man_pages(&a.dir)
+            .map(|files| {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| anyhow::anyhow!(e).context(format!("cannot write man pages to {}", a.dir.display()))),
     };
     match result {
         Ok(code) => code,

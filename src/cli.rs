@@ -37,6 +37,39 @@ pub enum Command {
     /// Model bundles: `model pull` downloads the real SigLIP from the Hugging Face hub
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Write the man pages (siglipd.1, siglipd-<command>.1) into a directory (for packagers)
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Writes `siglipd.1` and one `siglipd-<command>.1` per subcommand (clap_mangen, from the
+/// same definitions `--help` prints). Returns the files written.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let root = Cli::command();
+    let mut written = Vec::new();
+    let mut write = |name: String, cmd: clap::Command| -> std::io::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::fs::write(&path, out)?;
+        written.push(path);
+        Ok(())
+    };
+    for sub in root.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("siglipd-{}", sub.get_name());
+        write(name.clone(), sub.clone().name(name))?;
+    }
+    write("siglipd".into(), root)?;
+    Ok(written)
 }
 
 #[derive(Debug, clap::Args)]

@@ -63,3 +63,20 @@ fn shipped_service_config_is_valid() {
     assert_eq!(c.model.bundle, Path::new("/var/lib/siglipd/models/siglip-base-patch16-224"));
     assert!(c.http.is_some() && c.mqtt.is_some());
 }
+
+/// The unit's `Documentation=man:siglipd(1)` names a page that exists: `siglipd man` writes it
+/// (and one per command) from the clap definitions, and `man` can render it.
+#[test]
+fn man_pages_are_generated_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_siglipd")).args(["man", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for page in ["siglipd.1", "siglipd-run.1", "siglipd-classify.1", "siglipd-check-config.1", "siglipd-serve.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is not a man page");
+    }
+    let root = std::fs::read_to_string(dir.path().join("siglipd.1")).unwrap();
+    assert!(root.contains("classify") && root.contains("check\\-config"), "{root}");
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/siglipd.service")).unwrap();
+    assert!(unit.contains("Documentation=man:siglipd(1)"));
+}
