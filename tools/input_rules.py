@@ -1,0 +1,281 @@
+"""Fixture images, one per decoding/resizing rule of the reference (Pillow 13 + transformers).
+
+Used by make_fixtures.py (`--rules-only` regenerates just these and their goldens). Each image is
+built from random colour tiles: on such images the tiny random model sits near p ~ 0.45, where
+one grey level on every pixel moves scores by ~0.01 (photos saturate it and hide errors).
+Files the script cannot make with Pillow (offset GIF frames, low-bit-depth PNGs, metadata in
+unusual places) are written byte by byte here, following the format specifications.
+
+RULES maps each file name to the rule it pins down and whether its pixels must match exactly
+(lossless formats: yes; lossy WebP: only the probabilities, since libwebp and image-webp may
+round the YUV->RGB conversion differently).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+RULES: dict[str, tuple[str, bool]] = {}
+
+
+def rule(name: str, text: str, exact: bool = True) -> str:
+    RULES[name] = (text, exact)
+    return name
+
+
+def tiles(w: int, h: int, n: int = 6, seed: int = 0) -> np.ndarray:
+    """w x h RGB of n x n random colour tiles (uint8)."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(n, n, 3), dtype=np.uint8)
+    ys = np.minimum(np.arange(h) * n // h, n - 1)
+    xs = np.minimum(np.arange(w) * n // w, n - 1)
+    return colours[ys][:, xs]
+
+
+# ---- PNG by hand ------------------------------------------------------------------------------
+
+def chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def pack_rows(samples: np.ndarray, bits: int) -> list[bytes]:
+    """Rows of integer samples (h x w*channels) packed MSB first at `bits` per sample."""
+    rows = []
+    for row in samples:
+        if bits == 16:
+            rows.append(row.astype(">u2").tobytes())
+        elif bits == 8:
+            rows.append(row.astype(np.uint8).tobytes())
+        else:
+            per = 8 // bits
+            padded = np.concatenate([row, np.zeros((-len(row)) % per, dtype=row.dtype)]).astype(np.uint8)
+            groups = padded.reshape(-1, per)
+            shifts = (8 - bits * (np.arange(per) + 1)).astype(np.uint8)
+            rows.append((groups << shifts).sum(axis=1).astype(np.uint8).tobytes())
+    return rows
+
+
+def png_bytes(w: int, h: int, bits: int, ctype: int, samples: np.ndarray, before: list[bytes] = (), after: list[bytes] = ()) -> bytes:
+    raw = b"".join(b"\x00" + r for r in pack_rows(samples, bits))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, ctype, 0, 0, 0))
+    out += b"".join(before) + chunk(b"IDAT", zlib.compress(raw, 9)) + b"".join(after) + chunk(b"IEND", b"")
+    return out
+
+
+# ---- GIF by hand ------------------------------------------------------------------------------
+
+def lzw_literal(indices: bytes, min_code: int) -> bytes:
+    """GIF LZW data that only uses literal codes, with a clear code before the table would
+    grow the code width: valid for every decoder, no compression needed."""
+    clear, end = 1 << min_code, (1 << min_code) + 1
+    width = min_code + 1
+    run = (1 << min_code) - 3  # literals per clear, safely below the width change
+    codes = []
+    for i, v in enumerate(indices):
+        if i % max(run, 1) == 0:
+            codes.append(clear)
+        codes.append(v)
+    codes.append(end)
+    acc, nbits, out = 0, 0, bytearray()
+    for c in codes:
+        acc |= c << nbits
+        nbits += width
+        while nbits >= 8:
+            out.append(acc & 0xFF)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(acc & 0xFF)
+    blocks = b"".join(bytes([len(out[i:i + 255])]) + bytes(out[i:i + 255]) for i in range(0, len(out), 255))
+    return bytes([min_code]) + blocks + b"\x00"
+
+
+def gif_bytes(screen, frame_box, indices: np.ndarray, global_pal: bytes | None, local_pal: bytes | None = None,
+              trns: int | None = None, min_code: int = 8) -> bytes:
+    """One-frame GIF: screen (w, h), frame at (x, y, w, h) with `indices` (h x w)."""
+    def pal_bits(p):
+        return max(1, int(np.ceil(np.log2(len(p) // 3))))
+    sw, sh = screen
+    flags = 0
+    if global_pal:
+        flags = 0x80 | ((pal_bits(global_pal) - 1) << 4) | (pal_bits(global_pal) - 1)
+    out = b"GIF89a" + struct.pack("<HHBBB", sw, sh, flags, 0, 0) + (global_pal or b"")
+    if trns is not None:
+        out += b"\x21\xf9\x04" + bytes([1]) + b"\x00\x00" + bytes([trns]) + b"\x00"
+    x, y, w, h = frame_box
+    lflags = (0x80 | (pal_bits(local_pal) - 1)) if local_pal else 0
+    out += b"\x2c" + struct.pack("<HHHHB", x, y, w, h, lflags) + (local_pal or b"")
+    out += lzw_literal(indices.astype(np.uint8).tobytes(), min_code) + b"\x3b"
+    return out
+
+
+def palette_of(n: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size=n * 3, dtype=np.uint8).tobytes()
+
+
+def tile_indices(w: int, h: int, n_colours: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    grid = rng.integers(0, n_colours, size=(6, 6))
+    ys = np.minimum(np.arange(h) * 6 // h, 5)
+    xs = np.minimum(np.arange(w) * 6 // w, 5)
+    return grid[ys][:, xs]
+
+
+# ---- EXIF / XMP ----------------------------------------------------------------------------------
+
+def exif_tiff(orientation: int | None, big: bool = False) -> bytes:
+    """A TIFF header + IFD0 with ImageWidth and, if given, Orientation (SHORT)."""
+    e = ">" if big else "<"
+    entries = [(0x0100, 3, 1, 5)] + ([(0x0112, 3, 1, orientation)] if orientation is not None else [])
+    out = (b"MM\x00*" if big else b"II*\x00") + struct.pack(e + "I", 8) + struct.pack(e + "H", len(entries))
+    for tag, typ, n, v in entries:
+        out += struct.pack(e + "HHIHH", tag, typ, n, v, 0)
+    return out + struct.pack(e + "I", 0)
+
+
+def xmp(value: int, element: bool) -> bytes:
+    body = (f"<tiff:Orientation>{value}</tiff:Orientation>" if element else "")
+    attr = "" if element else f' tiff:Orientation="{value}"'
+    return (f'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            f'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+            f' xmlns:tiff="http://ns.adobe.com/tiff/1.0/"{attr}>{body}</rdf:Description></rdf:RDF></x:xmpmeta>'
+            f'<?xpacket end="w"?>').encode()
+
+
+def jpeg_with_segments(img, segments: list[tuple[int, bytes]]) -> bytes:
+    """A JPEG (quality 92, no metadata) with APPn segments inserted right after SOI."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=92)
+    data = buf.getvalue()
+    segs = b"".join(bytes([0xFF, m]) + struct.pack(">H", len(p) + 2) + p for m, p in segments)
+    return data[:2] + segs + data[2:]
+
+
+def raw_profile(exif: bytes) -> bytes:
+    h = exif.hex()
+    return f"\nexif\n{len(exif):8}\n".encode() + b"\n".join(h[i:i + 72].encode() for i in range(0, len(h), 72)) + b"\n"
+
+
+# ---- the fixtures ----------------------------------------------------------------------------------
+
+def make(dst: Path) -> list[str]:
+    """Writes every rule's image into dst (other files there are left alone)."""
+    from PIL import Image
+
+    dst.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+
+    def put(name: str, text: str, data: bytes | None = None, img=None, bit_exact: bool = True, **kw):
+        rule(name, text, bit_exact)
+        if data is not None:
+            (dst / name).write_bytes(data)
+        else:
+            img.save(dst / name, **kw)
+        names.append(name)
+
+    # resize pass order (Pillow 13: vertical first iff dh > 0 and dh > 2*dw)
+    for (w, h), why in {
+        (384, 1080): "tall: vertical pass first",
+        (324, 425): "dh = 2*dw + 1: vertical first",
+        (324, 424): "dh = 2*dw: horizontal first",
+        (400, 500): "both shrink, dh < 2*dw: horizontal first",
+        (100, 1000): "width grows, height shrinks: vertical first",
+        (224, 700): "only the height changes",
+        (700, 224): "only the width changes",
+        (90, 150): "both grow",
+        (1500, 1000): "both shrink a lot: horizontal first",
+    }.items():
+        put(f"resize_{w}x{h}.png", f"resize {w}x{h} -> 224x224: {why}", img=Image.fromarray(tiles(w, h, seed=w + h)))
+
+    # GIF first frame on its canvas (GifImagePlugin)
+    pal16 = palette_of(16, 1)
+    ind = tile_indices(80, 53, 16, 2)
+    put("gif_offset.gif", "first frame smaller than the screen: canvas = palette index 0",
+        gif_bytes((160, 106), (40, 30, 80, 53), ind, pal16))
+    put("gif_offset_trns.gif", "offset frame with a transparency index: canvas = that colour",
+        gif_bytes((160, 106), (40, 30, 80, 53), ind, pal16, trns=5))
+    put("gif_trns_inside.gif", "transparent pixels inside the frame keep their palette colour",
+        gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 16, 3), pal16, trns=int(tile_indices(120, 90, 16, 3)[0, 0])))
+    put("gif_beyond_screen.gif", "frame reaching past the logical screen grows the canvas",
+        gif_bytes((100, 80), (60, 40, 80, 70), tile_indices(80, 70, 16, 4), pal16))
+    put("gif_local_palette.gif", "local palette wins over the global one",
+        gif_bytes((120, 90), (10, 10, 100, 70), tile_indices(100, 70, 16, 5), pal16, local_pal=palette_of(16, 6)))
+    put("gif_no_global.gif", "only a local palette; canvas index 0 of it",
+        gif_bytes((120, 90), (20, 0, 100, 90), tile_indices(100, 90, 16, 7), None, local_pal=palette_of(16, 8)))
+    grey_ramp = bytes(v for i in range(16) for v in (i, i, i))
+    put("gif_grey_ramp.gif", "identity grey palette: mode L, indices are grey levels",
+        gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 200, 9), grey_ramp))
+    put("gif_short_palette.gif", "indices past a 4-colour palette: black",
+        gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 12, 10), palette_of(4, 11)))
+
+    # orientation: everywhere exif_transpose looks (Image.getexif + plugins)
+    base = Image.fromarray(tiles(180, 120, seed=21))
+    for o in range(1, 9):
+        put(f"orient_exif_{o}.jpg", f"JPEG EXIF orientation {o}", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(o))]))
+    put("orient_exif_mm.jpg", "JPEG EXIF big-endian, orientation 6", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(6, big=True))]))
+    xmp_app = lambda v, el: (0xE1, b"http://ns.adobe.com/xap/1.0/\0" + xmp(v, el))  # noqa: E731
+    put("orient_xmp_attr.jpg", "JPEG XMP only, attribute form", jpeg_with_segments(base, [xmp_app(6, False)]))
+    put("orient_xmp_elem.jpg", "JPEG XMP only, element form", jpeg_with_segments(base, [xmp_app(8, True)]))
+    put("orient_exif_notag_xmp.jpg", "EXIF without orientation: XMP decides",
+        jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(None)), xmp_app(3, False)]))
+    put("orient_exif1_xmp6.jpg", "EXIF orientation 1 beats XMP 6", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(1)), xmp_app(6, False)]))
+    put("orient_two_xmp.jpg", "the last XMP segment wins", jpeg_with_segments(base, [xmp_app(3, False), xmp_app(5, True)]))
+    rgb = np.array(base)
+    h, w = rgb.shape[:2]
+    png = lambda before=(), after=(): png_bytes(w, h, 8, 2, rgb.reshape(h, -1), list(before), list(after))  # noqa: E731
+    put("orient_png_exif.png", "PNG eXIf chunk", png([chunk(b"eXIf", exif_tiff(6))]))
+    put("orient_png_exif_after_idat.png", "PNG eXIf after IDAT", png(after=[chunk(b"eXIf", exif_tiff(8))]))
+    put("orient_png_raw_text.png", "PNG tEXt Raw profile type exif", png([chunk(b"tEXt", b"Raw profile type exif\0" + raw_profile(b"Exif\0\0" + exif_tiff(3)))]))
+    put("orient_png_raw_ztxt.png", "PNG zTXt Raw profile type exif",
+        png([chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(raw_profile(b"Exif\0\0" + exif_tiff(5))))]))
+    put("orient_png_itxt_xmp.png", "PNG iTXt XML:com.adobe.xmp", png([chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp(6, False))]))
+    put("orient_png_itxt_xmp_z.png", "PNG compressed iTXt XMP, element form",
+        png([chunk(b"iTXt", b"XML:com.adobe.xmp\0\x01\0\0\0" + zlib.compress(xmp(7, True)))]))
+    put("orient_png_text_xmp.png", "PNG tEXt XML:com.adobe.xmp", png([chunk(b"tEXt", b"XML:com.adobe.xmp\0" + xmp(2, False))]))
+    exif6 = Image.Exif()
+    exif6[0x0112] = 6
+    put("orient_webp_exif.webp", "WebP EXIF chunk", img=base, lossless=True, exif=exif6.tobytes())
+    put("orient_webp_xmp.webp", "WebP XMP chunk", img=base, lossless=True, xmp=xmp(8, False))
+
+    # PNG colour types and bit depths (PngImagePlugin._MODES + convert("RGB"))
+    g = tiles(96, 64, seed=31)[..., 0].astype(np.int64)
+    for bits in (1, 2, 4):
+        put(f"png_gray{bits}.png", f"grey {bits}-bit: scaled to 0..255", png_bytes(96, 64, bits, 0, g >> (8 - bits)))
+    for bits in (1, 2, 4, 8):
+        n = 1 << bits
+        idx = tile_indices(96, 64, n, 32 + bits)
+        put(f"png_palette{bits}.png", f"palette {bits}-bit", png_bytes(96, 64, bits, 3, idx, [chunk(b"PLTE", palette_of(n, bits))]))
+    idx = tile_indices(96, 64, 8, 40)
+    put("png_palette_trns.png", "palette with per-entry alpha (tRNS): alpha dropped",
+        png_bytes(96, 64, 8, 3, idx, [chunk(b"PLTE", palette_of(8, 41)), chunk(b"tRNS", bytes([0, 128, 255, 7]))]))
+    put("png_palette_short.png", "indices past a short PLTE",
+        png_bytes(96, 64, 8, 3, tile_indices(96, 64, 12, 42), [chunk(b"PLTE", palette_of(8, 43))]))
+    c = tiles(96, 64, seed=44)
+    put("png_rgb_trns.png", "RGB with a tRNS colour key: key ignored",
+        png_bytes(96, 64, 8, 2, c.reshape(64, -1), [chunk(b"tRNS", struct.pack(">HHH", *c[0, 0]))]))
+    put("png_gray_trns.png", "grey with a tRNS key", png_bytes(96, 64, 8, 0, g, [chunk(b"tRNS", struct.pack(">H", int(g[0, 0])))]))
+    g16 = g * 257 // 3
+    put("png_gray16_trns.png", "16-bit grey with tRNS: still I;16, clipped at 255",
+        png_bytes(96, 64, 16, 0, g16, [chunk(b"tRNS", struct.pack(">H", int(g16[0, 0])))]))
+    la16 = np.stack([g * 257 + np.arange(96)[None, :], 65535 - g * 200], -1).reshape(64, -1)
+    put("png_la16.png", "16-bit grey+alpha: RGBA via LA;16B, the high byte", png_bytes(96, 64, 16, 4, la16))
+    rgba16 = np.concatenate([c.astype(np.int64) * 257 + 7, np.full((64, 96, 1), 30000)], -1).reshape(64, -1)
+    put("png_rgba16.png", "16-bit RGBA: high byte, alpha dropped", png_bytes(96, 64, 16, 6, rgba16))
+    rgba = np.concatenate([c, (np.arange(96)[None, :, None] * 2 + np.zeros((64, 1, 1))).astype(np.uint8)], -1)
+    rgba[:20, :20, 3] = 0
+    put("png_rgba8.png", "8-bit RGBA with transparent pixels: alpha dropped, not composited", img=Image.fromarray(rgba, "RGBA"))
+
+    # BMP and WebP variants
+    tile_img = Image.fromarray(tiles(96, 64, seed=51))
+    put("bmp_palette8.bmp", "BMP 8-bit palette", img=tile_img.quantize(64, dither=Image.Dither.NONE))
+    put("bmp_1bit.bmp", "BMP 1-bit", img=tile_img.convert("1", dither=Image.Dither.NONE))
+    put("bmp_gray.bmp", "BMP from mode L (8-bit grey palette)", img=tile_img.convert("L"))
+    put("bmp_rgba.bmp", "BMP 32-bit with alpha: alpha dropped", img=Image.fromarray(rgba, "RGBA"))
+    put("webp_rgba_lossless.webp", "lossless WebP with alpha: alpha dropped", img=Image.fromarray(rgba, "RGBA"), lossless=True, exact=True)  # exact: keep RGB under alpha 0
+    put("webp_lossy.webp", "lossy WebP (probabilities only)", img=tile_img, quality=90, bit_exact=False)
+    return names
