@@ -17,7 +17,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -31,6 +30,8 @@ use crate::live::{Histogram, Live, LiveCamera};
 use crate::model::preprocess::{self, ImageError};
 use crate::model::{Precision, PrecisionChoice, Tower};
 use crate::source::{Doorbell, Payload};
+
+mod b64;
 
 const PAGE: &str = include_str!("page.html");
 
@@ -277,7 +278,7 @@ pub const HEALTH_STALL: Duration = Duration::from_secs(60);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonRequest {
-    /// base64 (optionally a `data:image/...;base64,` URL)
+    /// base64, as clients send it (wrapped, `data:` URL, …: see `b64.rs`)
     image: String,
     labels: String,
     #[serde(default)]
@@ -339,14 +340,11 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
         let mp = Multipart::from_request(req, &()).await.map_err(|e| bad(e.body_text()))?;
         read_multipart(mp).await?
     } else if ctype.starts_with("application/json") {
-        let body = axum::body::to_bytes(req.into_body(), s.api.limits.max_upload_bytes * 4 / 3 + 4096)
+        let body = axum::body::to_bytes(req.into_body(), b64::max_field_len(s.api.limits.max_upload_bytes) + 4096)
             .await
             .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
         let j: JsonRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let b64 = j.image.split_once("base64,").map(|(_, d)| d).unwrap_or(&j.image);
-        let image = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| bad(format!("image is not valid base64: {e}")))?;
+        let image = b64::decode_image_field(&j.image).map_err(|e| bad(e.to_string()))?;
         Fields { image: Some(image), labels: Some(j.labels), template: j.template, precision: j.precision }
     } else {
         return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data or application/json".into()));
