@@ -60,9 +60,18 @@ def pack_rows(samples: np.ndarray, bits: int) -> list[bytes]:
     return rows
 
 
-def png_bytes(w: int, h: int, bits: int, ctype: int, samples: np.ndarray, before: list[bytes] = (), after: list[bytes] = ()) -> bytes:
-    raw = b"".join(b"\x00" + r for r in pack_rows(samples, bits))
-    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, ctype, 0, 0, 0))
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(w: int, h: int, bits: int, ctype: int, samples: np.ndarray, before: list[bytes] = (), after: list[bytes] = (),
+              interlace: bool = False) -> bytes:
+    if interlace:  # Adam7: seven sub-images, each with its own filtered rows (8-bit samples only)
+        px = samples.reshape(h, w, -1)
+        raw = b"".join(b"\x00" + r for x0, y0, dx, dy in ADAM7 if px[y0::dy, x0::dx].size
+                       for r in pack_rows(px[y0::dy, x0::dx].reshape(len(range(y0, h, dy)), -1), bits))
+    else:
+        raw = b"".join(b"\x00" + r for r in pack_rows(samples, bits))
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, ctype, 0, 0, int(interlace)))
     out += b"".join(before) + chunk(b"IDAT", zlib.compress(raw, 9)) + b"".join(after) + chunk(b"IEND", b"")
     return out
 
@@ -161,6 +170,25 @@ def raw_profile(exif: bytes) -> bytes:
     return f"\nexif\n{len(exif):8}\n".encode() + b"\n".join(h[i:i + 72].encode() for i in range(0, len(h), 72)) + b"\n"
 
 
+# ---- BMP by hand ---------------------------------------------------------------------------------
+
+def bmp16(rgb: np.ndarray, green_bits: int) -> bytes:
+    """A bottom-up 16-bit BMP: 5-5-5 with BI_RGB, or 5-6-5 with BI_BITFIELDS masks."""
+    h, w, _ = rgb.shape
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    if green_bits == 6:
+        px = (r >> 3) << 11 | (g >> 2) << 5 | (b >> 3)
+        masks, compression = struct.pack("<III", 0xF800, 0x7E0, 0x1F), 3
+    else:
+        px = (r >> 3) << 10 | (g >> 3) << 5 | (b >> 3)
+        masks, compression = b"", 0
+    stride = (w * 2 + 3) // 4 * 4
+    rows = b"".join(px[y].astype("<u2").tobytes().ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    offset = 14 + 40 + len(masks)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, compression, len(rows), 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + masks + rows
+
+
 # ---- the fixtures ----------------------------------------------------------------------------------
 
 def make(dst: Path) -> list[str]:
@@ -210,6 +238,8 @@ def make(dst: Path) -> list[str]:
     grey_ramp = bytes(v for i in range(16) for v in (i, i, i))
     put("gif_grey_ramp.gif", "identity grey palette: mode L, indices are grey levels",
         gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 200, 9), grey_ramp))
+    put("gif_grey_ramp_trns.gif", "identity grey palette with a transparency index: key (t, t, t)",
+        gif_bytes((120, 90), (10, 10, 100, 70), tile_indices(100, 70, 16, 12), grey_ramp, trns=int(tile_indices(100, 70, 16, 12)[5, 5])))
     put("gif_short_palette.gif", "indices past a 4-colour palette: black",
         gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 12, 10), palette_of(4, 11)))
 
@@ -253,6 +283,12 @@ def make(dst: Path) -> list[str]:
     idx = tile_indices(96, 64, 8, 40)
     put("png_palette_trns.png", "palette with per-entry alpha (tRNS): alpha dropped",
         png_bytes(96, 64, 8, 3, idx, [chunk(b"PLTE", palette_of(8, 41)), chunk(b"tRNS", bytes([0, 128, 255, 7]))]))
+    put("png_palette_trns_one.png", "palette tRNS with one transparent entry: a colour key, painted white by convert_to_rgb",
+        png_bytes(96, 64, 8, 3, idx, [chunk(b"PLTE", palette_of(8, 41)), chunk(b"tRNS", bytes([255, 255, 0, 255]))]))
+    put("png_gray1_trns.png", "1-bit grey with tRNS 0: black is the key, painted white",
+        png_bytes(96, 64, 1, 0, g >> 7, [chunk(b"tRNS", struct.pack(">H", 0))]))
+    put("png_gray2_trns.png", "2-bit grey with tRNS 3: the key is the raw value 3, which no scaled pixel equals",
+        png_bytes(96, 64, 2, 0, g >> 6, [chunk(b"tRNS", struct.pack(">H", 3))]))
     put("png_palette_short.png", "indices past a short PLTE",
         png_bytes(96, 64, 8, 3, tile_indices(96, 64, 12, 42), [chunk(b"PLTE", palette_of(8, 43))]))
     c = tiles(96, 64, seed=44)
@@ -268,9 +304,15 @@ def make(dst: Path) -> list[str]:
     put("png_rgba16.png", "16-bit RGBA: high byte, alpha dropped", png_bytes(96, 64, 16, 6, rgba16))
     rgba = np.concatenate([c, (np.arange(96)[None, :, None] * 2 + np.zeros((64, 1, 1))).astype(np.uint8)], -1)
     rgba[:20, :20, 3] = 0
+    put("png_interlaced.png", "Adam7-interlaced RGB", png_bytes(99, 61, 8, 2, tiles(99, 61, seed=45).reshape(61, -1), interlace=True))
     put("png_rgba8.png", "8-bit RGBA with transparent pixels: alpha dropped, not composited", img=Image.fromarray(rgba, "RGBA"))
 
+    # JPEG with four channels: Pillow reads CMYK with Adobe polarity, then cmyk2rgb
+    put("jpeg_cmyk.jpg", "CMYK JPEG (Adobe inverted, Convert.c cmyk2rgb)", img=Image.fromarray(tiles(96, 64, seed=61)).convert("CMYK"), quality=95)
+
     # BMP and WebP variants
+    put("bmp_16_555.bmp", "BMP 16-bit 5-5-5 (BI_RGB): v*255/31 truncated", bmp16(tiles(96, 64, seed=52), green_bits=5))
+    put("bmp_16_565.bmp", "BMP 16-bit 5-6-5 (BITFIELDS): v*255/63 truncated", bmp16(tiles(96, 64, seed=53), green_bits=6))
     tile_img = Image.fromarray(tiles(96, 64, seed=51))
     put("bmp_palette8.bmp", "BMP 8-bit palette", img=tile_img.quantize(64, dither=Image.Dither.NONE))
     put("bmp_1bit.bmp", "BMP 1-bit", img=tile_img.convert("1", dither=Image.Dither.NONE))

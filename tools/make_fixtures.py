@@ -13,8 +13,9 @@ Writes
   tests/fixtures/images/rules/     one image per decoding/resizing rule (tools/input_rules.py)
                                    + case_* files from issue 11, kept as they are
   tests/fixtures/golden-rules/     rules.json (probabilities, sizes, rule texts, versions) and, per
-                                   image, Pillow's decoded RGB (decoded/<name>.png) and the
-                                   224x224 pixels transformers feeds the model (pixels/<name>.png)
+                                   image, the RGB the processor resizes (decoded/<name>.png:
+                                   load_image + convert_to_rgb) and the 224x224 pixels transformers
+                                   feeds the model (pixels/<name>.png)
 
     python3 tools/make_fixtures.py --rules-only     # only images/rules + golden-rules
 
@@ -217,6 +218,7 @@ def make_rule_goldens(ckpt: Path) -> None:
     import transformers
     from PIL import Image
     from transformers import SiglipModel
+    from transformers.image_transforms import convert_to_rgb
     from transformers.image_utils import load_image
 
     import input_rules
@@ -240,7 +242,9 @@ def make_rule_goldens(ckpt: Path) -> None:
             pv = proc(images=img, return_tensors="pt")["pixel_values"].to(torch.float32)
             probs = torch.sigmoid(model(input_ids=ids, pixel_values=pv).logits_per_image)[0].tolist()
             Image.fromarray(pixels_as_u8(pv)).save(RULES_GOLDEN / "pixels" / f"{key}.png", optimize=True)
-            Image.fromarray(np.asarray(img)).save(RULES_GOLDEN / "decoded" / f"{key}.png", optimize=True)  # no info carried
+            # what the processor resizes: load_image's RGB after transformers' convert_to_rgb (which
+            # paints a colour key that survived convert("RGB") white)
+            Image.fromarray(convert_to_rgb(img, return_numpy=True)).save(RULES_GOLDEN / "decoded" / f"{key}.png", optimize=True)
             text, exact = input_rules.RULES.get(name, ("issue 11 case file, as reported", True))
             entries.append({"file": f"images/rules/{name}", "crop": list(box) if box else None, "rule": text,
                             "bit_exact": exact, "size": list(img.size), "decoded": f"decoded/{key}.png",

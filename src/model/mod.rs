@@ -5,7 +5,10 @@
 
 pub mod bundle;
 pub mod encoder;
+pub mod gif;
+pub mod orient;
 pub mod preprocess;
+pub mod trns;
 pub mod tokenize;
 
 pub use bundle::{Bundle, ModelError, Precision, PrecisionChoice, Tower};
