@@ -38,6 +38,10 @@ pub fn first_frame_rgb(
 ) -> Result<(RgbImage, Option<[u8; 3]>), GifError> {
     let mut opts = gif::DecodeOptions::new();
     opts.set_color_output(gif::ColorOutput::Indexed);
+    // one byte per pixel of the frame: the same bound as the canvas
+    if let Some(limit) = std::num::NonZeroU64::new(max_pixels) {
+        opts.set_memory_limit(gif::MemoryLimit::Bytes(limit));
+    }
     let mut decoder = opts.read_info(bytes)?;
     let (screen_w, screen_h) = (decoder.width() as u32, decoder.height() as u32);
     let global = decoder.global_palette().map(<[u8]>::to_vec);

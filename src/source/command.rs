@@ -127,3 +127,71 @@ fn run_once(
     drop(reader);
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Doorbell, Slot, Status};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    type Statuses = Arc<Mutex<Vec<Status>>>;
+
+    fn ctx() -> (SourceCtx, Statuses) {
+        let statuses: Statuses = Arc::default();
+        let seen = statuses.clone();
+        let ctx = SourceCtx {
+            camera: "test".into(),
+            slot: Arc::new(Slot::new(Arc::new(Doorbell::default()))),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            status: Arc::new(move |s| seen.lock().unwrap().push(s)),
+            interval: Duration::from_millis(10),
+            watchdog: Duration::from_secs(20),
+        };
+        (ctx, statuses)
+    }
+
+    fn wait_for(what: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !what() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Issue 11, case `mjpeg-exif-thumbnail`: six frames whose EXIF embeds a thumbnail.
+    #[test]
+    fn frames_with_exif_thumbnails_all_arrive_whole() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mjpeg");
+        let (ctx, statuses) = ctx();
+        let (stop, slot) = (ctx.shutdown.clone(), ctx.slot.clone());
+        let script = format!("cat {dir}/thumb_0.jpg {dir}/thumb_1.jpg {dir}/thumb_2.jpg {dir}/thumb_3.jpg {dir}/thumb_4.jpg {dir}/thumb_5.jpg; exec sleep 30");
+        let t = std::thread::spawn(move || run("sh", &["-c".into(), script], ctx));
+        wait_for(|| slot.received.load(Ordering::Relaxed) >= 6);
+        assert_eq!(slot.received.load(Ordering::Relaxed), 6);
+        let Payload::Encoded(last) = slot.take().unwrap().payload else { panic!("encoded frame expected") };
+        assert_eq!(last, std::fs::read(format!("{dir}/thumb_5.jpg")).unwrap());
+        wait_for(|| !statuses.lock().unwrap().is_empty());
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        assert_eq!(statuses.lock().unwrap().first(), Some(&Status::Online));
+    }
+
+    #[test]
+    fn a_program_that_sends_no_mjpeg_is_offline_saying_what_it_sent() {
+        for (script, what) in [
+            ("printf '<!DOCTYPE html><html>login</html>'", "an HTML page"),
+            ("printf '\\211PNG\\r\\n\\032\\n\\000\\000\\000\\015IHDR'", "a PNG image"),
+            ("printf '\\000\\000\\000\\001\\147\\144\\000\\037'", "an H.264/H.265 video stream"),
+        ] {
+            let (ctx, statuses) = ctx();
+            let stop = ctx.shutdown.clone();
+            let t = std::thread::spawn(move || run("sh", &["-c".into(), script.into()], ctx));
+            wait_for(|| !statuses.lock().unwrap().is_empty());
+            stop.store(true, Ordering::Relaxed);
+            t.join().unwrap();
+            let first = statuses.lock().unwrap().first().cloned();
+            let Some(Status::Offline(msg)) = first else { panic!("{script}: {first:?}") };
+            assert!(msg.contains("expected MJPEG") && msg.contains(what) && msg.contains("ffmpeg"), "{script}: {msg}");
+        }
+    }
+}
