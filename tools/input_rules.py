@@ -105,7 +105,7 @@ def lzw_literal(indices: bytes, min_code: int) -> bytes:
 
 
 def gif_bytes(screen, frame_box, indices: np.ndarray, global_pal: bytes | None, local_pal: bytes | None = None,
-              trns: int | None = None, min_code: int = 8) -> bytes:
+              trns: int | None = None, min_code: int = 8, background: int = 0) -> bytes:
     """One-frame GIF: screen (w, h), frame at (x, y, w, h) with `indices` (h x w)."""
     def pal_bits(p):
         return max(1, int(np.ceil(np.log2(len(p) // 3))))
@@ -113,7 +113,7 @@ def gif_bytes(screen, frame_box, indices: np.ndarray, global_pal: bytes | None, 
     flags = 0
     if global_pal:
         flags = 0x80 | ((pal_bits(global_pal) - 1) << 4) | (pal_bits(global_pal) - 1)
-    out = b"GIF89a" + struct.pack("<HHBBB", sw, sh, flags, 0, 0) + (global_pal or b"")
+    out = b"GIF89a" + struct.pack("<HHBBB", sw, sh, flags, background, 0) + (global_pal or b"")
     if trns is not None:
         out += b"\x21\xf9\x04" + bytes([1]) + b"\x00\x00" + bytes([trns]) + b"\x00"
     x, y, w, h = frame_box
@@ -227,6 +227,8 @@ def make(dst: Path) -> list[str]:
         gif_bytes((160, 106), (40, 30, 80, 53), ind, pal16))
     put("gif_offset_trns.gif", "offset frame with a transparency index: canvas = that colour",
         gif_bytes((160, 106), (40, 30, 80, 53), ind, pal16, trns=5))
+    put("gif_background_index.gif", "a background colour index is not used for frame 0: canvas = index 0",
+        gif_bytes((160, 106), (40, 30, 80, 53), ind, pal16, background=7))
     put("gif_trns_inside.gif", "transparent pixels inside the frame keep their palette colour",
         gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 16, 3), pal16, trns=int(tile_indices(120, 90, 16, 3)[0, 0])))
     put("gif_beyond_screen.gif", "frame reaching past the logical screen grows the canvas",
@@ -299,6 +301,10 @@ def make(dst: Path) -> list[str]:
     put("png_gray16_trns.png", "16-bit grey with tRNS: still I;16, clipped at 255",
         png_bytes(96, 64, 16, 0, g16, [chunk(b"tRNS", struct.pack(">H", int(g16[0, 0])))]))
     la16 = np.stack([g * 257 + np.arange(96)[None, :], 65535 - g * 200], -1).reshape(64, -1)
+    key = np.array([c[0, 0, 0], c[0, 0, 1], c[0, 0, 2]], dtype=np.int64)
+    rgb16 = c.astype(np.int64) * 256 + 77  # high bytes = the tile colours
+    put("png_rgb16_trns.png", "16-bit RGB whose tRNS values equal some pixels' high bytes: those turn white, as in Pillow",
+        png_bytes(96, 64, 16, 2, rgb16.reshape(64, -1), [chunk(b"tRNS", struct.pack(">HHH", *key))]))
     put("png_la16.png", "16-bit grey+alpha: RGBA via LA;16B, the high byte", png_bytes(96, 64, 16, 4, la16))
     rgba16 = np.concatenate([c.astype(np.int64) * 257 + 7, np.full((64, 96, 1), 30000)], -1).reshape(64, -1)
     put("png_rgba16.png", "16-bit RGBA: high byte, alpha dropped", png_bytes(96, 64, 16, 6, rgba16))
@@ -309,6 +315,16 @@ def make(dst: Path) -> list[str]:
 
     # JPEG with four channels: Pillow reads CMYK with Adobe polarity, then cmyk2rgb
     put("jpeg_cmyk.jpg", "CMYK JPEG (Adobe inverted, Convert.c cmyk2rgb)", img=Image.fromarray(tiles(96, 64, seed=61)).convert("CMYK"), quality=95)
+
+    # colour management is not applied by Pillow's convert: ICC profiles and gAMA are ignored
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc_img = Image.fromarray(tiles(96, 64, seed=62))
+    put("jpeg_icc.jpg", "JPEG with an ICC profile: not applied", img=icc_img, quality=92, icc_profile=srgb)
+    put("png_icc_gama.png", "PNG with iCCP and gAMA: not applied",
+        png_bytes(96, 64, 8, 2, tiles(96, 64, seed=63).reshape(64, -1),
+                  [chunk(b"gAMA", struct.pack(">I", 100000)), chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(srgb))]))
 
     # BMP and WebP variants
     put("bmp_16_555.bmp", "BMP 16-bit 5-5-5 (BI_RGB): v*255/31 truncated", bmp16(tiles(96, 64, seed=52), green_bits=5))
