@@ -103,7 +103,7 @@ fn png_meta(b: &[u8]) -> Meta {
     while let Some(head) = b.get(pos..pos + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let kind = &head[4..8];
-        let Some(data) = b.get(pos + 8..pos + 8 + len) else {
+        let Some(data) = b.get(pos + 8..(pos + 8).saturating_add(len)) else {
             break;
         };
         match kind {
@@ -195,7 +195,7 @@ fn webp_meta(b: &[u8]) -> Meta {
     let mut pos = 12;
     while let Some(head) = b.get(pos..pos + 8) {
         let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        let Some(data) = b.get(pos + 8..pos + 8 + len) else {
+        let Some(data) = b.get(pos + 8..(pos + 8).saturating_add(len)) else {
             break;
         };
         match &head[..4] {
@@ -225,7 +225,7 @@ fn exif_orientation(exif: &[u8]) -> Option<Option<u16>> {
         _ => return None,
     };
     let u16_at = |o: usize| {
-        t.get(o..o + 2).map(|s| {
+        t.get(o..o.saturating_add(2)).map(|s| {
             if big {
                 u16::from_be_bytes([s[0], s[1]])
             } else {
@@ -234,7 +234,7 @@ fn exif_orientation(exif: &[u8]) -> Option<Option<u16>> {
         })
     };
     let u32_at = |o: usize| {
-        t.get(o..o + 4).map(|s| {
+        t.get(o..o.saturating_add(4)).map(|s| {
             let a = [s[0], s[1], s[2], s[3]];
             if big {
                 u32::from_be_bytes(a)
@@ -246,7 +246,7 @@ fn exif_orientation(exif: &[u8]) -> Option<Option<u16>> {
     let ifd = u32_at(4)? as usize;
     let count = u16_at(ifd)? as usize;
     for i in 0..count {
-        let e = ifd + 2 + 12 * i;
+        let e = ifd.saturating_add(2 + 12 * i);
         let (Some(tag), Some(typ), Some(n)) = (u16_at(e), u16_at(e + 2), u32_at(e + 4)) else {
             break;
         };
@@ -254,13 +254,16 @@ fn exif_orientation(exif: &[u8]) -> Option<Option<u16>> {
         if tag != 0x0112 {
             continue;
         }
-        let size = unit * n as usize;
+        // Pillow skips a tag whose data cannot be in the block (also: no overflow on 32-bit)
+        let Some(size) = (n as usize).checked_mul(unit) else {
+            continue;
+        };
         let at = if size > 4 {
-            u32_at(e + 8)? as usize
+            u32_at(e + 8)? as usize // e + 8: the entry was read, so it is in the block
         } else {
             e + 8
         };
-        if t.get(at..at + size).is_none() {
+        if t.get(at..at.saturating_add(size)).is_none() {
             continue; // Pillow skips a tag whose data lies outside the block
         }
         // the first Orientation entry with readable data is the one Pillow keeps

@@ -508,6 +508,24 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_files_of_every_rule_are_errors_not_panics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/rules");
+        let mut rng = fastrand::Rng::with_seed(9);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let original = std::fs::read(entry.unwrap().path()).unwrap();
+            for _ in 0..25 {
+                let mut b = original.clone();
+                for _ in 0..rng.usize(1..8) {
+                    let i = rng.usize(..b.len());
+                    b[i] = rng.u8(..);
+                }
+                b.truncate(rng.usize(1..=b.len()));
+                let _ = decode(&b, "x", 1 << 22);
+            }
+        }
+    }
+
+    #[test]
     fn pixel_bound_is_checked_before_decoding() {
         let mut png = Vec::new();
         RgbImage::new(100, 100)

@@ -29,7 +29,7 @@ pub fn png_key(bytes: &[u8]) -> Option<Key> {
     let mut pos = 8;
     while let Some(head) = bytes.get(pos..pos + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let data = bytes.get(pos + 8..pos + 8 + len)?;
+        let data = bytes.get(pos + 8..(pos + 8).saturating_add(len))?;
         match &head[4..8] {
             b"IHDR" if len >= 13 => (depth, ctype) = (data[8], data[9]),
             b"PLTE" => plte = data,

@@ -387,3 +387,46 @@ fn other_formats_and_garbage_have_none() {
         let _ = orientation(&j); // must not panic
     }
 }
+
+#[test]
+fn corrupt_metadata_never_panics() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let exif = exif_block(6);
+    let samples = [
+        jpeg(&[(0xE1, exif.clone()), app1_xmp(&xmp_attr(6))]),
+        png(&[
+            (b"IHDR", vec![0; 13]),
+            (b"eXIf", exif[6..].to_vec()),
+            (
+                b"zTXt",
+                [
+                    b"Raw profile type exif\0\0".as_slice(),
+                    &zlib(&raw_profile(&exif)),
+                ]
+                .concat(),
+            ),
+        ]),
+        webp(
+            0x0C,
+            &[(b"EXIF", exif[6..].to_vec()), (b"XMP ", xmp_elem(3))],
+        ),
+    ];
+    for sample in samples {
+        for _ in 0..400 {
+            let mut b = sample.clone();
+            for _ in 0..rng.usize(1..6) {
+                let i = rng.usize(..b.len());
+                b[i] = if rng.bool() { 0xFF } else { rng.u8(..) };
+            }
+            b.truncate(rng.usize(b.len() / 2..=b.len()));
+            let _ = orientation(&b);
+            let _ = crate::model::trns::png_key(&b);
+        }
+    }
+    // lengths and offsets at the top of their range
+    let huge = tiff(false, &[(0x0112, 4, u32::MAX, [0xFF; 4])]);
+    assert_eq!(exif_orientation(&huge), None);
+    let mut far = b"II*\0\xff\xff\xff\xff".to_vec();
+    far.extend([0; 8]);
+    assert_eq!(exif_orientation(&far), None);
+}
