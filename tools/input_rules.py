@@ -335,5 +335,8 @@ def make(dst: Path) -> list[str]:
     put("bmp_gray.bmp", "BMP from mode L (8-bit grey palette)", img=tile_img.convert("L"))
     put("bmp_rgba.bmp", "BMP 32-bit with alpha: alpha dropped", img=Image.fromarray(rgba, "RGBA"))
     put("webp_rgba_lossless.webp", "lossless WebP with alpha: alpha dropped", img=Image.fromarray(rgba, "RGBA"), lossless=True, exact=True)  # exact: keep RGB under alpha 0
+    second = Image.fromarray(np.concatenate([tiles(96, 64, seed=71), np.full((64, 96, 1), 255, np.uint8)], -1), "RGBA")
+    put("webp_animated.webp", "animated lossless WebP with alpha: the first frame (libwebp's key frame, not blended)",
+        img=Image.fromarray(rgba, "RGBA"), save_all=True, append_images=[second], lossless=True, exact=True, duration=100)
     put("webp_lossy.webp", "lossy WebP (probabilities only)", img=tile_img, quality=90, bit_exact=False)
     return names
