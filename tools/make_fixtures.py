@@ -246,6 +246,8 @@ def make_rule_goldens(ckpt: Path) -> None:
             # paints a colour key that survived convert("RGB") white)
             Image.fromarray(convert_to_rgb(img, return_numpy=True)).save(RULES_GOLDEN / "decoded" / f"{key}.png", optimize=True)
             text, exact = input_rules.RULES.get(name, ("issue 11 case file, as reported", True))
+            if box:
+                text = f"crop region {img.size[0]}x{img.size[1]} (as the daemon's crop): resize pass order of the crop, not the frame"
             entries.append({"file": f"images/rules/{name}", "crop": list(box) if box else None, "rule": text,
                             "bit_exact": exact, "size": list(img.size), "decoded": f"decoded/{key}.png",
                             "pixels": f"pixels/{key}.png", "probs": probs})
