@@ -319,7 +319,10 @@ def make(dst: Path) -> list[str]:
     # colour management is not applied by Pillow's convert: ICC profiles and gAMA are ignored
     from PIL import ImageCms
 
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    srgb = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    srgb[24:36] = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # fixed creation date: reproducible files
+    srgb[84:100] = bytes(16)  # profile ID 0 = "not computed" (ICC.1 7.2.18)
+    srgb = bytes(srgb)
     icc_img = Image.fromarray(tiles(96, 64, seed=62))
     put("jpeg_icc.jpg", "JPEG with an ICC profile: not applied", img=icc_img, quality=92, icc_profile=srgb)
     put("png_icc_gama.png", "PNG with iCCP and gAMA: not applied",

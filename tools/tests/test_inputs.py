@@ -145,3 +145,15 @@ def test_rule_goldens_reproducible():
             assert np.array_equal(mf.pixels_as_u8(pv), np.asarray(Image.open(FIX / "golden-rules" / e["pixels"]))), e["file"]
             probs = torch.sigmoid(model(input_ids=ids, pixel_values=pv).logits_per_image)[0].numpy()
             np.testing.assert_allclose(probs, e["probs"], atol=1e-5, err_msg=e["file"])
+
+
+def test_rule_images_are_what_the_script_makes(tmp_path):
+    """The committed rule images come from tools/input_rules.py, byte for byte (the case_* files
+    are the issue's own and are kept as reported)."""
+    import input_rules
+
+    names = input_rules.make(tmp_path)
+    committed = {p.name for p in (FIX / "images" / "rules").iterdir() if not p.name.startswith("case_")}
+    assert set(names) == committed
+    for n in names:
+        assert (tmp_path / n).read_bytes() == (FIX / "images" / "rules" / n).read_bytes(), n
