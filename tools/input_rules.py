@@ -105,7 +105,7 @@ def lzw_literal(indices: bytes, min_code: int) -> bytes:
 
 
 def gif_bytes(screen, frame_box, indices: np.ndarray, global_pal: bytes | None, local_pal: bytes | None = None,
-              trns: int | None = None, min_code: int = 8, background: int = 0) -> bytes:
+              trns: int | None = None, min_code: int = 8, background: int = 0, interlace: bool = False) -> bytes:
     """One-frame GIF: screen (w, h), frame at (x, y, w, h) with `indices` (h x w)."""
     def pal_bits(p):
         return max(1, int(np.ceil(np.log2(len(p) // 3))))
@@ -117,8 +117,11 @@ def gif_bytes(screen, frame_box, indices: np.ndarray, global_pal: bytes | None, 
     if trns is not None:
         out += b"\x21\xf9\x04" + bytes([1]) + b"\x00\x00" + bytes([trns]) + b"\x00"
     x, y, w, h = frame_box
-    lflags = (0x80 | (pal_bits(local_pal) - 1)) if local_pal else 0
+    lflags = ((0x80 | (pal_bits(local_pal) - 1)) if local_pal else 0) | (0x40 if interlace else 0)
     out += b"\x2c" + struct.pack("<HHHHB", x, y, w, h, lflags) + (local_pal or b"")
+    if interlace:  # rows stored in the four interlace passes
+        order = [r for start, step in ((0, 8), (4, 8), (2, 4), (1, 2)) for r in range(start, h, step)]
+        indices = indices[order]
     out += lzw_literal(indices.astype(np.uint8).tobytes(), min_code) + b"\x3b"
     return out
 
@@ -189,6 +192,63 @@ def bmp16(rgb: np.ndarray, green_bits: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + masks + rows
 
 
+def bmp_palette(w: int, h: int, bpp: int, palette: bytes, data: bytes, compression: int = 0) -> bytes:
+    """A bottom-up palette BMP (BITMAPINFOHEADER, BGRX palette from RGB triples)."""
+    pal = b"".join(bytes([palette[i + 2], palette[i + 1], palette[i], 0]) for i in range(0, len(palette), 3))
+    offset = 14 + 40 + len(pal)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, bpp, compression, len(data), 2835, 2835, len(pal) // 4, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset) + info + pal + data
+
+
+def bmp_4bit(idx: np.ndarray) -> bytes:
+    h, w = idx.shape
+    stride = ((w + 1) // 2 + 3) // 4 * 4
+    rows = b"".join(pack_rows(idx[y:y + 1], 4)[0].ljust(stride, b"\0") for y in range(h - 1, -1, -1))
+    return rows
+
+
+def rle8_rows(idx: np.ndarray) -> bytes:
+    """RLE8 (bottom-up): runs, an absolute run, a delta skip and an early end of line (skipped
+    pixels are index 0 in Pillow's decoder). An end of bitmap before the last row is not used:
+    Pillow refuses such files ("not enough image data")."""
+    h, w = idx.shape
+    out = bytearray()
+    for n, y in enumerate(range(h - 1, -1, -1)):
+        row = idx[y]
+        if n % 5 == 1:
+            out += bytes([20, row[0]])  # a run, then end of line: the rest of the row is index 0
+            out += b"\x00\x00"
+            continue
+        x = 0
+        if n % 5 == 2:
+            out += bytes([0, 5]) + bytes(row[:5].tolist()) + b"\x00"  # absolute mode, padded to a word
+            x = 5
+            out += b"\x00\x02" + bytes([7, 0])  # delta: skip 7 pixels right
+            x += 7
+        while x < w:
+            run = 1
+            while x + run < w and row[x + run] == row[x] and run < 255:
+                run += 1
+            out += bytes([run, row[x]])
+            x += run
+        out += b"\x00\x00"
+    return bytes(out) + b"\x00\x01"
+
+
+def rle4_rows(idx: np.ndarray) -> bytes:
+    """RLE4 (bottom-up): runs of alternating index pairs, end of line per row."""
+    h, w = idx.shape
+    out = bytearray()
+    for y in range(h - 1, -1, -1):
+        x = 0
+        while x < w:
+            run = min(16, w - x)
+            out += bytes([run, (idx[y, x] << 4) | idx[y, min(x + 1, w - 1)]])
+            x += run
+        out += b"\x00\x00"
+    return bytes(out) + b"\x00\x01"
+
+
 # ---- the fixtures ----------------------------------------------------------------------------------
 
 def make(dst: Path) -> list[str]:
@@ -242,6 +302,7 @@ def make(dst: Path) -> list[str]:
         gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 200, 9), grey_ramp))
     put("gif_grey_ramp_trns.gif", "identity grey palette with a transparency index: key (t, t, t)",
         gif_bytes((120, 90), (10, 10, 100, 70), tile_indices(100, 70, 16, 12), grey_ramp, trns=int(tile_indices(100, 70, 16, 12)[5, 5])))
+    put("gif_interlaced.gif", "interlaced frame", gif_bytes((120, 90), (0, 5, 120, 83), tile_indices(120, 83, 16, 13), pal16, interlace=True))
     put("gif_short_palette.gif", "indices past a 4-colour palette: black",
         gif_bytes((120, 90), (0, 0, 120, 90), tile_indices(120, 90, 12, 10), palette_of(4, 11)))
 
@@ -313,6 +374,13 @@ def make(dst: Path) -> list[str]:
     put("png_interlaced.png", "Adam7-interlaced RGB", png_bytes(99, 61, 8, 2, tiles(99, 61, seed=45).reshape(61, -1), interlace=True))
     put("png_rgba8.png", "8-bit RGBA with transparent pixels: alpha dropped, not composited", img=Image.fromarray(rgba, "RGBA"))
 
+    # JPEG variants, all decoded by libjpeg-turbo as in Pillow
+    jt = Image.fromarray(tiles(97, 65, seed=64))
+    put("jpeg_progressive.jpg", "progressive JPEG", img=jt, quality=90, progressive=True)
+    put("jpeg_444.jpg", "JPEG 4:4:4", img=jt, quality=90, subsampling=0)
+    put("jpeg_422.jpg", "JPEG 4:2:2, odd size", img=jt, quality=90, subsampling=1)
+    put("jpeg_gray.jpg", "greyscale JPEG", img=jt.convert("L"), quality=90)
+
     # JPEG with four channels: Pillow reads CMYK with Adobe polarity, then cmyk2rgb
     put("jpeg_cmyk.jpg", "CMYK JPEG (Adobe inverted, Convert.c cmyk2rgb)", img=Image.fromarray(tiles(96, 64, seed=61)).convert("CMYK"), quality=95)
 
@@ -330,6 +398,11 @@ def make(dst: Path) -> list[str]:
                   [chunk(b"gAMA", struct.pack(">I", 100000)), chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(srgb))]))
 
     # BMP and WebP variants
+    pal16b = palette_of(16, 54)
+    put("bmp_4bit.bmp", "BMP 4-bit palette", bmp_palette(96, 64, 4, pal16b, bmp_4bit(tile_indices(96, 64, 16, 55))))
+    put("bmp_rle8.bmp", "BMP RLE8: runs, absolute mode, delta and end-of-line skips (index 0)",
+        bmp_palette(96, 64, 8, palette_of(32, 56), rle8_rows(tile_indices(96, 64, 32, 57)), compression=1))
+    put("bmp_rle4.bmp", "BMP RLE4: alternating index pairs", bmp_palette(96, 64, 4, pal16b, rle4_rows(tile_indices(96, 64, 16, 58)), compression=2))
     put("bmp_16_555.bmp", "BMP 16-bit 5-5-5 (BI_RGB): v*255/31 truncated", bmp16(tiles(96, 64, seed=52), green_bits=5))
     put("bmp_16_565.bmp", "BMP 16-bit 5-6-5 (BITFIELDS): v*255/63 truncated", bmp16(tiles(96, 64, seed=53), green_bits=6))
     tile_img = Image.fromarray(tiles(96, 64, seed=51))
@@ -341,5 +414,7 @@ def make(dst: Path) -> list[str]:
     second = Image.fromarray(np.concatenate([tiles(96, 64, seed=71), np.full((64, 96, 1), 255, np.uint8)], -1), "RGBA")
     put("webp_animated.webp", "animated lossless WebP with alpha: the first frame (libwebp's key frame, not blended)",
         img=Image.fromarray(rgba, "RGBA"), save_all=True, append_images=[second], lossless=True, exact=True, duration=100)
+    put("webp_lossy_alpha.webp", "lossy WebP with alpha (ALPH chunk): alpha dropped (probabilities only)",
+        img=Image.fromarray(rgba, "RGBA"), quality=90, bit_exact=False)
     put("webp_lossy.webp", "lossy WebP (probabilities only)", img=tile_img, quality=90, bit_exact=False)
     return names

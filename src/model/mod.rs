@@ -3,6 +3,7 @@
 //! Invariant: everything that depends on the checkpoint (image size, mean/std, pad id, logit
 //! scale/bias, tensor names) is read from the bundle's manifest, never assumed.
 
+pub mod bmp;
 pub mod bundle;
 pub mod encoder;
 pub mod gif;

@@ -1,8 +1,9 @@
 //! Image bytes → the `[3, S, S]` float tensor SigLIP expects, equal to transformers 5.23's
 //! `load_image` + `SiglipImageProcessorPil` on Pillow 13.0.0: `exif_transpose` (orientation
 //! from EXIF/XMP wherever Pillow finds it: `orient.rs`), `convert("RGB")` (GIF first frame on
-//! its canvas: `gif.rs`), `convert_to_rgb` (a surviving colour key turns white: `trns.rs`),
-//! bicubic resize to S×S without crop, rescale 1/255, normalize with the manifest's mean/std.
+//! its canvas: `gif.rs`; BMP RLE and 16-bit: `bmp.rs`), `convert_to_rgb` (a surviving colour
+//! key turns white: `trns.rs`), bicubic resize to S×S without crop, rescale 1/255, normalize
+//! with the manifest's mean/std.
 //!
 //! Invariants: decoding is bounded (pixel count and allocation) before any pixel is decoded;
 //! the resize reproduces Pillow's fixed-point arithmetic bit for bit, so pixel tensors match
@@ -14,7 +15,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 use thiserror::Error;
 
 use super::bundle::Manifest;
-use super::trns;
+use super::{bmp, trns};
 
 /// Default bound on decoded pixels: 64 Mpx (a 8000×8000 photo) — far above any camera, far
 /// below what exhausts a Pi's memory.
@@ -66,6 +67,11 @@ pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<RgbImage, Ima
         }
         return Ok(rgb);
     }
+    if format == image::ImageFormat::Bmp {
+        if let Some(rgb) = bmp::decode_rle(bytes) {
+            return rgb.map_err(|e| ImageError::Decode { what: what.into(), reason: e.to_string() });
+        }
+    }
     let is_jpeg = format == image::ImageFormat::Jpeg;
     let mut img = match is_jpeg.then(|| decode_jpeg_turbo(bytes, what)).flatten() {
         Some(rgb) => DynamicImage::ImageRgb8(rgb?),
@@ -79,7 +85,7 @@ pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<RgbImage, Ima
     }
     let mut rgb = to_rgb_like_pil(img, png_colour_type(bytes));
     if format == image::ImageFormat::Bmp {
-        bmp16_like_pil(bytes, &mut rgb);
+        bmp::bmp16_like_pil(bytes, &mut rgb);
     }
     if let Some(key) = trns::png_key(bytes) {
         trns::whiten_key(&mut rgb, key);
@@ -158,42 +164,6 @@ fn inverted_cmyk_to_rgb(stored: &[u8]) -> [u8; 3] {
     let nk = stored[3] as i32; // 255 − (255 − stored)
     let ch = |v: u8| (nk - muldiv255(255 - v as i32, nk)).clamp(0, 255) as u8;
     [ch(stored[0]), ch(stored[1]), ch(stored[2])]
-}
-
-/// 16-bit BMPs: the image crate scales 5/6-bit channels with rounding, Pillow (`Unpack.c`
-/// `ImagingUnpackBGR15/16`) with `v·255/max` truncated. Maps the decoded values back to Pillow's.
-/// The layout is 5-5-5 unless the BITFIELDS masks say 5-6-5 (the only two Pillow reads).
-fn bmp16_like_pil(bytes: &[u8], img: &mut RgbImage) {
-    let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let bpp = bytes.get(28..30).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    if !bytes.starts_with(b"BM") || bpp != Some(16) {
-        return;
-    }
-    let green_bits = if u32_at(30) == Some(3) && u32_at(58) == Some(0x7E0) {
-        6
-    } else {
-        5
-    };
-    let table = |bits: u32| {
-        let max = (1u32 << bits) - 1;
-        let mut t: [u8; 256] = std::array::from_fn(|i| i as u8);
-        for v in 0..=max {
-            t[((v * 255 + max / 2) / max) as usize] = (v * 255 / max) as u8;
-        }
-        t
-    };
-    let (five, green) = (table(5), table(green_bits));
-    for p in img.pixels_mut() {
-        p.0 = [
-            five[p.0[0] as usize],
-            green[p.0[1] as usize],
-            five[p.0[2] as usize],
-        ];
-    }
 }
 
 pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
