@@ -317,6 +317,12 @@ def make(dst: Path) -> list[str]:
     put("orient_exif_notag_xmp.jpg", "EXIF without orientation: XMP decides",
         jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(None)), xmp_app(3, False)]))
     put("orient_exif1_xmp6.jpg", "EXIF orientation 1 beats XMP 6", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(1)), xmp_app(6, False)]))
+    put("orient_two_exif.jpg", "two EXIF APP1 segments: the second is appended, the first's tag wins",
+        jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + exif_tiff(7)), (0xE1, b"Exif\0\0" + exif_tiff(2))]))
+    dup = b"II*\x00" + struct.pack("<IH", 8, 2) + struct.pack("<HHIHH", 0x112, 3, 1, 5, 0) + struct.pack("<HHIHH", 0x112, 3, 1, 2, 0) + bytes(4)
+    put("orient_dup_tag.jpg", "Orientation listed twice in IFD0: the first entry wins", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + dup)]))
+    rational = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIII", 0x112, 5, 1, 26, 0) + struct.pack("<II", 12, 2)
+    put("orient_rational.jpg", "Orientation as RATIONAL 12/2: equal to 6, so it rotates", jpeg_with_segments(base, [(0xE1, b"Exif\0\0" + rational)]))
     put("orient_two_xmp.jpg", "the last XMP segment wins", jpeg_with_segments(base, [xmp_app(3, False), xmp_app(5, True)]))
     rgb = np.array(base)
     h, w = rgb.shape[:2]
