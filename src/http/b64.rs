@@ -36,12 +36,13 @@ pub enum B64Error {
     BadLength { len: usize },
 }
 
-/// The most bytes a JSON string of base64 for `n` image bytes can take when wrapped at 76
-/// columns with CRLF (the longest common form), plus a `data:` header: a bound for the body.
+/// The most bytes a JSON string of base64 for `n` image bytes can take when wrapped at 60
+/// columns or more with CRLF (PEM/openssl wrap at 64, MIME and GNU `base64` at 76), plus a
+/// `data:` header: a bound for the request body.
 pub fn max_field_len(n: usize) -> usize {
     let b64 = n.div_ceil(3) * 4;
-    // JSON escapes CRLF as `\r\n`: 4 characters per line of 76
-    b64 + b64.div_ceil(76) * 4 + 256
+    // JSON escapes CRLF as `\r\n`: 4 characters per line of at least 60
+    b64 + b64.div_ceil(60) * 4 + 256
 }
 
 /// Decodes the `image` field into the image's bytes (shape: any length ≥ 1).
@@ -227,17 +228,19 @@ mod tests {
     #[test]
     fn body_bound_covers_crlf_wrapping() {
         let n = 10_000;
-        let field = wrap(
-            &base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]),
-            76,
-            "\r\n",
-        );
-        let json = serde_json::to_string(&field).unwrap();
-        assert!(
-            json.len() <= max_field_len(n),
-            "{} > {}",
-            json.len(),
-            max_field_len(n)
-        );
+        let plain = base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        for cols in [64, 76] {
+            let json = serde_json::to_string(&format!(
+                "data:image/jpeg;base64,{}",
+                wrap(&plain, cols, "\r\n")
+            ))
+            .unwrap();
+            assert!(
+                json.len() <= max_field_len(n),
+                "{cols} columns: {} > {}",
+                json.len(),
+                max_field_len(n)
+            );
+        }
     }
 }
