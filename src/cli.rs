@@ -37,7 +37,7 @@ pub enum Command {
     /// Model bundles: `model pull` downloads the real SigLIP from the Hugging Face hub
     #[command(subcommand)]
     Model(ModelCommand),
-    /// Write the man pages (siglipd.1, siglipd-<command>.1) into a directory (for packagers)
+    /// Write the man pages (`siglipd.1`, `siglipd-<command>.1`) into a directory (for packagers)
     #[command(hide = true)]
     Man(ManArgs),
 }

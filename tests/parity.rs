@@ -49,14 +49,8 @@ fn bundle() -> Bundle {
 
 fn tokenizer(b: &Bundle) -> TextTokenizer {
     let m = &b.manifest;
-    TextTokenizer::from_file(
-        &b.tokenizer_file().unwrap(),
-        m.text_preprocessing.clone(),
-        m.max_text_length,
-        m.pad_id,
-        m.eos_id,
-    )
-    .unwrap()
+    TextTokenizer::from_file(&b.tokenizer_file().unwrap(), m.text_preprocessing.clone(), m.max_text_length, m.pad_id, m.eos_id)
+        .unwrap()
 }
 
 fn read_npy(path: &Path) -> Vec<f32> {
@@ -209,4 +203,110 @@ fn broken_images_are_clear_errors() {
         assert!(err.contains(expect), "{file}: {err}");
         assert!(err.contains(path.file_name().unwrap().to_str().unwrap()), "error must name the file: {err}");
     }
+}
+
+// ---- one fixture per decode/resize rule of Pillow 13 (tools/input_rules.py) -----------------
+
+#[derive(Deserialize)]
+struct Rules {
+    reference: serde_json::Value,
+    prompts: Vec<String>,
+    images: Vec<RuleImage>,
+}
+
+#[derive(Deserialize)]
+struct RuleImage {
+    file: String,
+    crop: Option<[u32; 4]>,
+    rule: String,
+    bit_exact: bool,
+    size: [u32; 2],
+    decoded: String,
+    pixels: String,
+    probs: Vec<f32>,
+}
+
+fn rules() -> Rules {
+    let path = fixtures().join("golden-rules/rules.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("rules.json")).expect("parse rules.json")
+}
+
+/// The image as siglipd scores it: decoded, then cropped like the daemon's `crop` regions.
+fn rule_image(img: &RuleImage) -> image::RgbImage {
+    let rgb = siglipd::model::preprocess::decode_file(&fixtures().join(&img.file), 64_000_000).unwrap();
+    match img.crop {
+        Some([l, t, r, b]) => image::imageops::crop_imm(&rgb, l, t, r - l, b - t).to_image(),
+        None => rgb,
+    }
+}
+
+fn golden_png(name: &str) -> image::RgbImage {
+    image::open(fixtures().join("golden-rules").join(name)).unwrap().to_rgb8()
+}
+
+fn differing(a: &image::RgbImage, b: &image::RgbImage) -> usize {
+    a.pixels().zip(b.pixels()).filter(|(x, y)| x != y).count()
+}
+
+#[test]
+fn every_decode_and_resize_rule_matches_pillow_bit_for_bit() {
+    let r = rules();
+    assert_eq!(r.reference["pillow"], "13.0.0", "the goldens follow Pillow 13.0.0");
+    let size = bundle().manifest.image_size;
+    let mut failures = vec![];
+    for img in &r.images {
+        let what = format!("{} {:?} ({})", img.file, img.crop, img.rule);
+        let ours = rule_image(img);
+        if ours.dimensions() != (img.size[0], img.size[1]) {
+            failures.push(format!("{what}: size {:?}, Pillow {:?}", ours.dimensions(), img.size));
+            continue;
+        }
+        let (decoded, pixels) = (golden_png(&img.decoded), golden_png(&img.pixels));
+        let resized = siglipd::model::preprocess::resize_bicubic_pil(&ours, size, size);
+        let (d, p) = (differing(&ours, &decoded), differing(&resized, &pixels));
+        if img.bit_exact && (d > 0 || p > 0) {
+            failures.push(format!("{what}: {d} decoded and {p} resized pixels differ"));
+        }
+        if !img.bit_exact {
+            eprintln!("{what}: {d} decoded and {p} resized pixels differ (lossy: probabilities checked)");
+        }
+    }
+    assert!(r.images.len() >= 60, "too few rule fixtures: {}", r.images.len());
+    assert!(failures.is_empty(), "{} of {} rules differ from Pillow:\n{}", failures.len(), r.images.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_rule_image_scores_like_transformers() {
+    let r = rules();
+    let g = golden();
+    assert_eq!(r.prompts, g.prompts);
+    let b = bundle();
+    let mut vision = VisionEncoder::load(&b, Precision::Fp32).unwrap();
+    let pre = Preprocessor::new(&b.manifest);
+    let cal = Calibration::from_log_scale(b.manifest.logit_scale, b.manifest.logit_bias);
+    let labels: Vec<Vec<f32>> = g
+        .text_embeds
+        .iter()
+        .map(|t| {
+            let mut e = t.clone();
+            l2_normalize(&mut e);
+            e
+        })
+        .collect();
+    let mut failures = vec![];
+    let mut worst = 0f32;
+    for img in &r.images {
+        let mut e = vision.embed_raw(&pre.pixels(&rule_image(img))).unwrap();
+        l2_normalize(&mut e);
+        for (label, want) in labels.iter().zip(&img.probs) {
+            let d = (cal.score(&e, label) - want).abs();
+            worst = worst.max(d);
+            if d > 1e-3 {
+                failures.push(format!("{} {:?} ({}): off by {d:.4}", img.file, img.crop, img.rule));
+                break;
+            }
+        }
+    }
+    eprintln!("worst probability difference over {} rule images: {worst:.2e}", r.images.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,7 +7,8 @@ Usage
     python3 tools/export_model.py --random tiny|base --seed N --out <dir> [--checkpoint-out <dir>]
 
 ``--from`` takes a directory written by ``save_pretrained`` (config.json, weights,
-spiece.model + tokenizer_config.json, preprocessor_config.json) or a Hugging Face model
+spiece.model + tokenizer_config.json, preprocessor_config.json or transformers 5's
+processor_config.json) or a Hugging Face model
 id (downloaded with huggingface_hub; needs network access).
 
 ``--random`` builds a random-weight ``SiglipModel`` (offline, deterministic):
@@ -463,10 +464,32 @@ def check_checkpoint(ckpt: Path) -> dict:
         raise UserError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, expected 'siglip' (SigLIP dual encoder)")
     if not (ckpt / "spiece.model").is_file():
         raise UserError(f"{ckpt} has no spiece.model (SiglipTokenizer sentencepiece model missing)")
-    if not (ckpt / "preprocessor_config.json").is_file():
-        raise UserError(f"{ckpt} has no preprocessor_config.json (image processor config missing)")
+    image_processor_config(ckpt)  # raises if neither layout is there
     if not any(ckpt.glob("*.safetensors")) and not any(ckpt.glob("*.bin")):
         raise UserError(f"{ckpt} has no model weights (*.safetensors / *.bin)")
+    return cfg
+
+
+def image_processor_config(ckpt: Path) -> dict:
+    """The image processor settings of a checkpoint, in any layout transformers writes:
+    `preprocessor_config.json` (transformers 4, the hub's checkpoints) or `processor_config.json`
+    with the settings nested under `image_processor` (transformers 5 `SiglipProcessor.save_pretrained`).
+    The first one found wins, in that order (transformers 5 reads both the same way)."""
+    pre, proc = ckpt / "preprocessor_config.json", ckpt / "processor_config.json"
+    if pre.is_file():
+        path, key = pre, None
+    elif proc.is_file():
+        path, key = proc, "image_processor"
+    else:
+        raise UserError(f"{ckpt} has neither preprocessor_config.json nor processor_config.json (image processor config missing)")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path} is not valid JSON: {e}")
+    if key is not None:
+        cfg = cfg.get(key)
+        if not isinstance(cfg, dict):
+            raise UserError(f"{path} has no '{key}' object (image processor settings missing)")
     return cfg
 
 
@@ -479,12 +502,12 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
     from transformers import SiglipModel
 
     check_checkpoint(ckpt)
-    pp = json.loads((ckpt / "preprocessor_config.json").read_text())
+    pp = image_processor_config(ckpt)
     size = pp.get("size", {})
     if not (size.get("height") and size.get("height") == size.get("width")):
-        raise UserError(f"unsupported image size in preprocessor_config.json: {size}")
+        raise UserError(f"unsupported image size in the image processor config: {size}")
     if pp.get("do_center_crop"):
-        raise UserError("preprocessor_config.json asks for a center crop; SigLIP bundles assume none")
+        raise UserError("the image processor config asks for a center crop; SigLIP bundles assume none")
     resample = RESAMPLE_NAMES.get(pp.get("resample", 3))
 
     tok = load_slow_tokenizer(ckpt)

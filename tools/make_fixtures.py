@@ -10,6 +10,14 @@ Writes
   tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
   tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
   tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
+  tests/fixtures/images/rules/     one image per decoding/resizing rule (tools/input_rules.py)
+                                   + case_* files from issue 11, kept as they are
+  tests/fixtures/golden-rules/     rules.json (probabilities, sizes, rule texts, versions) and, per
+                                   image, the RGB the processor resizes (decoded/<name>.png:
+                                   load_image + convert_to_rgb) and the 224x224 pixels transformers
+                                   feeds the model (pixels/<name>.png)
+
+    python3 tools/make_fixtures.py --rules-only     # only images/rules + golden-rules
 
 Goldens come from the *reference* pipeline, never from the ONNX files:
   transformers.image_utils.load_image(path)   (EXIF transpose + .convert("RGB"))
@@ -40,6 +48,11 @@ sys.path.insert(0, str(TOOLS))
 import export_model as em  # noqa: E402
 
 BAD_IMAGES = ["truncated.jpg", "not_an_image.jpg", "empty.png"]
+RULES_DIR = FIX / "images" / "rules"
+RULES_GOLDEN = FIX / "golden-rules"
+# crop regions (pixel boxes left, top, right, bottom) scored like the daemon's `crop`: PIL's
+# Image.crop on the loaded image, then the processor
+RULE_CROPS = [("resize_1500x1000.png", (600, 0, 900, 1000)), ("resize_1500x1000.png", (0, 400, 1500, 560))]
 
 
 def png_chunk(tag: bytes, data: bytes) -> bytes:
@@ -59,9 +72,10 @@ def make_images(dst: Path) -> list[str]:
     from PIL import Image
 
     data = em.skimage_data_dir()
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
+    dst.mkdir(parents=True, exist_ok=True)
+    for old in dst.iterdir():  # files only: images/rules keeps the issue's case files
+        if old.is_file():
+            old.unlink()
     open_rgb = lambda n: Image.open(data / n).convert("RGB")  # noqa: E731
     names = []
 
@@ -186,19 +200,89 @@ def compute_goldens(ckpt: Path, image_names: list[str]) -> dict:
     }, pixels
 
 
+def pixels_as_u8(pv) -> np.ndarray:
+    """The 224x224x3 uint8 image behind a pixel tensor (mean = std = 0.5, rescale 1/255),
+    verified to map back to exactly the same float32 tensor."""
+    arr = pv[0].numpy().transpose(1, 2, 0)
+    u8 = np.rint((arr * 0.5 + 0.5) * 255).astype(np.uint8)
+    back = ((u8.astype(np.float64) * (1 / 255)).astype(np.float32) - np.float32(0.5)) / np.float32(0.5)
+    assert np.array_equal(back, arr), "pixel tensor is not an 8-bit image: cannot store it as PNG"
+    return u8
+
+
+def make_rule_goldens(ckpt: Path) -> None:
+    """Goldens for images/rules: Pillow's decoded RGB, transformers' 224x224 pixels, probabilities.
+    The text tower is called with input_ids only: SigLIP was trained without an attention mask."""
+    import PIL
+    import torch
+    import transformers
+    from PIL import Image
+    from transformers import SiglipModel
+    from transformers.image_transforms import convert_to_rgb
+    from transformers.image_utils import load_image
+
+    import input_rules
+
+    tok = em.load_slow_tokenizer(ckpt)
+    proc = em.pil_image_processor(ckpt)
+    model = SiglipModel.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    ids = torch.tensor([tok(p, padding="max_length", max_length=em.MAX_TEXT_LENGTH, truncation=True)["input_ids"] for p in em.PROMPTS])
+    if RULES_GOLDEN.exists():
+        shutil.rmtree(RULES_GOLDEN)
+    (RULES_GOLDEN / "decoded").mkdir(parents=True)
+    (RULES_GOLDEN / "pixels").mkdir(parents=True)
+    entries = []
+    jobs = [(n, None) for n in sorted(p.name for p in RULES_DIR.iterdir())] + [(n, box) for n, box in RULE_CROPS]
+    with torch.no_grad():
+        for name, box in jobs:
+            img = load_image(str(RULES_DIR / name))
+            if box:
+                img = img.crop(box)
+            key = Path(name).stem + "_" + Path(name).suffix[1:] + ("_crop_" + "_".join(map(str, box)) if box else "")
+            pv = proc(images=img, return_tensors="pt")["pixel_values"].to(torch.float32)
+            probs = torch.sigmoid(model(input_ids=ids, pixel_values=pv).logits_per_image)[0].tolist()
+            Image.fromarray(pixels_as_u8(pv)).save(RULES_GOLDEN / "pixels" / f"{key}.png", optimize=True)
+            # what the processor resizes: load_image's RGB after transformers' convert_to_rgb (which
+            # paints a colour key that survived convert("RGB") white)
+            Image.fromarray(convert_to_rgb(img, return_numpy=True)).save(RULES_GOLDEN / "decoded" / f"{key}.png", optimize=True)
+            text, exact = input_rules.RULES.get(name, ("issue 11 case file, as reported", True))
+            if box:
+                text = f"crop region {img.size[0]}x{img.size[1]} (as the daemon's crop): resize pass order of the crop, not the frame"
+            entries.append({"file": f"images/rules/{name}", "crop": list(box) if box else None, "rule": text,
+                            "bit_exact": exact, "size": list(img.size), "decoded": f"decoded/{key}.png",
+                            "pixels": f"pixels/{key}.png", "probs": probs})
+    golden = {
+        "reference": {"transformers": transformers.__version__, "pillow": PIL.__version__, "torch": torch.__version__.split("+")[0],
+                      "image_processor_class": type(proc).__name__, "image_loader": "transformers.image_utils.load_image",
+                      "text_inputs": "input_ids only (no attention_mask)"},
+        "labels": em.LABELS, "prompts": em.PROMPTS, "images": entries,
+    }
+    (RULES_GOLDEN / "rules.json").write_text(json.dumps(golden, indent=1) + "\n")
+    p = np.array([e["probs"] for e in entries])
+    print(f"[fixtures] {len(entries)} rule images; probabilities min {p.min():.3f} max {p.max():.3f} mean {p.mean():.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--goldens-only", action="store_true", help="reuse the bundle and images, recompute goldens")
+    ap.add_argument("--rules-only", action="store_true", help="only images/rules and golden-rules (bundle, images, goldens untouched)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     import torch
 
+    import input_rules
+
     torch.set_num_threads(2)
+    if args.rules_only or not args.goldens_only:
+        input_rules.make(RULES_DIR)
+    if args.rules_only:
+        make_rule_goldens(FIX / "tiny-checkpoint")
+        return 0
     if not args.goldens_only:
         make_bundle()
         names = make_images(FIX / "images")
     else:
-        names = sorted(p.name for p in (FIX / "images").iterdir() if p.name not in BAD_IMAGES)
+        names = sorted(p.name for p in (FIX / "images").iterdir() if p.is_file() and p.name not in BAD_IMAGES)
     names = sorted(names)
     golden, pixels = compute_goldens(FIX / "tiny-checkpoint", names)
     gdir = FIX / "golden"
@@ -225,6 +309,7 @@ def main() -> int:
     tout = t32.run(None, {"input_ids": np.array(golden["prompt_ids"], dtype=np.int64)})[0]
     tdiff = float(np.abs(tout - np.array(golden["text_embeds"])).max())
     (gdir / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    make_rule_goldens(FIX / "tiny-checkpoint")
 
     probs = np.array([im["probs"] for im in golden["images"]])
     print(f"[fixtures] {len(golden['images'])} golden images, {len(golden['tokenization'])} tokenization cases")

@@ -25,7 +25,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -42,6 +41,8 @@ use crate::live::{CameraView, Histogram, Live, LiveCamera};
 use crate::model::preprocess::{self, ImageError};
 use crate::model::{Precision, PrecisionChoice, Tower};
 use crate::source::{Doorbell, Payload};
+
+mod b64;
 
 const PAGE: &str = include_str!("page.html");
 
@@ -222,7 +223,7 @@ fn presented_token(value: &str) -> Option<String> {
         return Some(rest.to_string());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, rest).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         return text.split_once(':').map(|(_, password)| password.to_string());
     }
@@ -309,7 +310,7 @@ pub const HEALTH_STALL: Duration = Duration::from_secs(60);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonRequest {
-    /// base64 (optionally a `data:image/...;base64,` URL)
+    /// base64, as clients send it (wrapped, `data:` URL, …: see `b64.rs`)
     image: String,
     labels: LabelsField,
     #[serde(default)]
@@ -414,16 +415,13 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
         let mp = Multipart::from_request(req, &()).await.map_err(|e| bad(e.body_text()))?;
         (tokio::time::timeout(BODY_TIMEOUT, read_multipart(mp)).await.map_err(|_| slow())??, None)
     } else if media == "application/json" {
-        let body =
-            tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), s.api.limits.max_upload_bytes * 4 / 3 + 4096))
-                .await
-                .map_err(|_| slow())?
-                .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
+        let limit = b64::max_field_len(s.api.limits.max_upload_bytes) + 4096;
+        let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(req.into_body(), limit))
+            .await
+            .map_err(|_| slow())?
+            .map_err(|_| ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request body too large".into()))?;
         let j: JsonRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let b64 = j.image.split_once("base64,").map(|(_, d)| d).unwrap_or(&j.image);
-        let image = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| bad(format!("image is not valid base64: {e}")))?;
+        let image = b64::decode_image_field(&j.image).map_err(|e| bad(e.to_string()))?;
         let labels = j.labels.parse().map_err(|e| bad(e.to_string()))?;
         (Fields { image: Some(image), labels: vec![], template: j.template, precision: j.precision }, Some(labels))
     } else {

@@ -4,10 +4,14 @@
 //! scale/bias, tensor names) is read from the bundle's manifest, never assumed.
 
 pub mod auto;
+pub mod bmp;
 pub mod bundle;
 pub mod encoder;
+pub mod gif;
+pub mod orient;
 pub mod preprocess;
 pub mod tokenize;
+pub mod trns;
 
 pub use bundle::{Bundle, ModelError, Precision, PrecisionChoice, Tower};
 pub use encoder::{TextEncoder, VisionEncoder};

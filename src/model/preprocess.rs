@@ -1,16 +1,21 @@
-//! Image bytes → the `[3, S, S]` float tensor SigLIP expects, equal to transformers'
-//! `load_image` + `SiglipImageProcessor` (PIL backend): EXIF transpose, `convert("RGB")`,
-//! bicubic resize to S×S without crop, rescale 1/255, normalize with the manifest's mean/std.
+//! Image bytes → the `[3, S, S]` float tensor SigLIP expects, equal to transformers 5.23's
+//! `load_image` + `SiglipImageProcessorPil` on Pillow 13.0.0: `exif_transpose` (orientation
+//! from EXIF/XMP wherever Pillow finds it: `orient.rs`), `convert("RGB")` (GIF first frame on
+//! its canvas: `gif.rs`; BMP RLE and 16-bit: `bmp.rs`), `convert_to_rgb` (a surviving colour
+//! key turns white: `trns.rs`), bicubic resize to S×S without crop, rescale 1/255, normalize
+//! with the manifest's mean/std.
 //!
 //! Invariants: decoding is bounded (pixel count and allocation) before any pixel is decoded;
 //! the resize reproduces Pillow's fixed-point arithmetic bit for bit, so pixel tensors match
 //! the reference exactly, not approximately.
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 use thiserror::Error;
 
 use super::bundle::Manifest;
+use super::{bmp, trns};
 
 /// Default bound on decoded pixels: 64 Mpx (a 8000×8000 photo) — far above any camera, far
 /// below what exhausts a Pi's memory.
@@ -30,8 +35,9 @@ pub enum ImageError {
     Decode { what: String, reason: String },
 }
 
-/// Decodes an image and converts it to 8-bit RGB the way PIL's `convert("RGB")` does after
-/// `ImageOps.exif_transpose`.
+/// Decodes an image to 8-bit RGB (`W×H` after orientation) as the reference sees it before
+/// resizing: `ImageOps.exif_transpose`, `convert("RGB")`, then transformers' `convert_to_rgb`.
+/// Errors: [`ImageError`], naming `what`; the pixel count is checked before decoding.
 pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty { what: what.into() });
@@ -48,43 +54,91 @@ pub fn decode(bytes: &[u8], what: &str, max_pixels: u64) -> Result<RgbImage, Ima
     limits.max_image_height = Some(65_535);
     reader.limits(limits);
     let decode_err = |e: image::ImageError| ImageError::Decode { what: what.into(), reason: e.to_string() };
-    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let decoder = reader.into_decoder().map_err(decode_err)?;
     let (width, height) = decoder.dimensions();
     let pixels = width as u64 * height as u64;
     if pixels > max_pixels {
         return Err(ImageError::TooLarge { what: what.into(), width, height, pixels, max: max_pixels });
     }
-    // A broken EXIF block must not cost the picture: PIL also ignores unreadable orientation.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    if format == image::ImageFormat::Gif {
+        let (mut rgb, key) = super::gif::first_frame_rgb(bytes, max_pixels).map_err(|e| gif_error(e, what))?;
+        if let Some(k) = key {
+            trns::whiten_key(&mut rgb, k.map(u16::from));
+        }
+        return Ok(rgb);
+    }
+    if format == image::ImageFormat::Bmp {
+        if let Some(rgb) = bmp::decode_rle(bytes) {
+            return rgb.map_err(|e| ImageError::Decode { what: what.into(), reason: e.to_string() });
+        }
+    }
     let is_jpeg = format == image::ImageFormat::Jpeg;
     let mut img = match is_jpeg.then(|| decode_jpeg_turbo(bytes, what)).flatten() {
         Some(rgb) => DynamicImage::ImageRgb8(rgb?),
         None => DynamicImage::from_decoder(decoder).map_err(decode_err)?,
     };
-    img.apply_orientation(orientation);
-    Ok(to_rgb_like_pil(img))
+    // Pillow's exif_transpose; unreadable metadata counts as none, as a broken EXIF block must
+    // not cost the picture.
+    if let Some(o) = super::orient::orientation(bytes).and_then(|v| Orientation::from_exif(v as u8)) {
+        img.apply_orientation(o);
+    }
+    let mut rgb = to_rgb_like_pil(img, png_colour_type(bytes));
+    if format == image::ImageFormat::Bmp {
+        bmp::bmp16_like_pil(bytes, &mut rgb);
+    }
+    if let Some(key) = trns::png_key(bytes) {
+        trns::whiten_key(&mut rgb, key);
+    }
+    Ok(rgb)
+}
+
+fn gif_error(e: super::gif::GifError, what: &str) -> ImageError {
+    match e {
+        super::gif::GifError::TooLarge { width, height, pixels, max } => {
+            ImageError::TooLarge { what: what.into(), width, height, pixels, max }
+        }
+        e => ImageError::Decode { what: what.into(), reason: e.to_string() },
+    }
+}
+
+/// A PNG's IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA), if a PNG.
+fn png_colour_type(bytes: &[u8]) -> Option<u8> {
+    (bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR")).then(|| bytes.get(25).copied()).flatten()
 }
 
 /// JPEG through libjpeg-turbo (accurate integer IDCT, fancy upsampling: PIL's defaults), so
-/// JPEG pixels equal the reference instead of differing by a few 1/255 steps. `None` for
-/// CMYK/YCCK JPEGs, which TurboJPEG cannot turn into RGB; those go through the image crate.
+/// JPEG pixels equal the reference instead of differing by a few 1/255 steps. Four-channel
+/// (CMYK/YCCK) JPEGs come out as CMYK and are converted as Pillow does: `JpegImagePlugin`
+/// always reads them with Adobe polarity (`CMYK;I`, inverted), then `Convert.c` `cmyk2rgb`.
+/// `None` when TurboJPEG cannot read the header; the image crate then tries.
 fn decode_jpeg_turbo(bytes: &[u8], what: &str) -> Option<Result<RgbImage, ImageError>> {
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
     let err = |e: turbojpeg::Error| ImageError::Decode { what: what.into(), reason: e.to_string() };
-    let run = || -> Result<Option<RgbImage>, ImageError> {
-        let mut d = Decompressor::new().map_err(err)?;
-        let header = d.read_header(bytes).map_err(err)?;
-        if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
-            return Ok(None);
-        }
-        let (w, h) = (header.width, header.height);
-        let mut pixels = vec![0u8; w * h * 3];
-        let out = Image { pixels: &mut pixels[..], width: w, pitch: w * 3, height: h, format: PixelFormat::RGB };
-        // TurboJPEG reports corrupt data (e.g. a truncated file) as an error, like PIL does.
-        d.decompress(bytes, out).map_err(err)?;
-        Ok(Some(RgbImage::from_vec(w as u32, h as u32, pixels).expect("sized from the header")))
+    let mut d = Decompressor::new().ok()?;
+    let header = d.read_header(bytes).ok()?;
+    let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
+    let (w, h) = (header.width, header.height);
+    let (format, channels) = if cmyk { (PixelFormat::CMYK, 4) } else { (PixelFormat::RGB, 3) };
+    let mut pixels = vec![0u8; w * h * channels];
+    let out = Image { pixels: &mut pixels[..], width: w, pitch: w * channels, height: h, format };
+    // TurboJPEG reports corrupt data (e.g. a truncated file) as an error, like PIL does.
+    if let Err(e) = d.decompress(bytes, out) {
+        return Some(Err(err(e)));
+    }
+    let rgb = if cmyk { pixels.chunks_exact(4).flat_map(inverted_cmyk_to_rgb).collect() } else { pixels };
+    Some(Ok(RgbImage::from_vec(w as u32, h as u32, rgb).expect("sized from the header")))
+}
+
+/// Pillow's `cmyk2rgb` on Adobe-inverted CMYK: `nk = 255 − k`, channel = `nk − nk·c/255`
+/// (MULDIV255 rounding), with `c`, `k` the inverted stored values.
+fn inverted_cmyk_to_rgb(stored: &[u8]) -> [u8; 3] {
+    let muldiv255 = |a: i32, b: i32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
     };
-    run().transpose()
+    let nk = stored[3] as i32; // 255 − (255 − stored)
+    let ch = |v: u8| (nk - muldiv255(255 - v as i32, nk)).clamp(0, 255) as u8;
+    [ch(stored[0]), ch(stored[1]), ch(stored[2])]
 }
 
 pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
@@ -93,25 +147,28 @@ pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError>
     decode(&bytes, &what, max_pixels)
 }
 
-/// PIL's mode conversions to RGB: alpha is dropped (not composited), 16-bit RGB keeps the high
-/// byte, and 16-bit grayscale ("I;16") is clipped to 255 rather than scaled — surprising, but it
-/// is what the reference does, and parity is the contract.
-fn to_rgb_like_pil(img: DynamicImage) -> RgbImage {
+/// PIL's mode conversions to RGB (`Convert.c`, `PngImagePlugin._MODES`): alpha is dropped (not
+/// composited); 16-bit RGB(A) and 16-bit grey+alpha keep the high byte (Pillow unpacks them
+/// with `RGB;16B`, `RGBA;16B`, `LA;16B`); 16-bit grey ("I;16", PNG colour type 0, also with a
+/// tRNS colour key, which the decoder below expands to an alpha channel) is clipped to 255
+/// rather than scaled — surprising, but it is what the reference does, and parity is the contract.
+fn to_rgb_like_pil(img: DynamicImage, png_colour_type: Option<u8>) -> RgbImage {
+    let clip = |v: u16| v.min(255) as u8;
+    let high = |v: u16| (v >> 8) as u8;
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
-        DynamicImage::ImageLuma16(g) => {
-            gray_to_rgb(g.width(), g.height(), g.pixels().map(|p| p.0[0].min(255) as u8))
-        }
+        DynamicImage::ImageLuma16(g) => gray_to_rgb(g.width(), g.height(), g.pixels().map(|p| clip(p.0[0]))),
         DynamicImage::ImageLumaA16(g) => {
-            gray_to_rgb(g.width(), g.height(), g.pixels().map(|p| p.0[0].min(255) as u8))
+            let conv = if png_colour_type == Some(4) { high } else { clip };
+            gray_to_rgb(g.width(), g.height(), g.pixels().map(|p| conv(p.0[0])))
         }
         DynamicImage::ImageRgb16(c) => {
             let (w, h) = c.dimensions();
-            RgbImage::from_vec(w, h, c.into_raw().iter().map(|v| (v >> 8) as u8).collect()).expect("same size")
+            RgbImage::from_vec(w, h, c.into_raw().into_iter().map(high).collect()).expect("same size")
         }
         DynamicImage::ImageRgba16(c) => {
             let (w, h) = c.dimensions();
-            let raw: Vec<u8> = c.pixels().flat_map(|p| [p.0[0], p.0[1], p.0[2]]).map(|v| (v >> 8) as u8).collect();
+            let raw: Vec<u8> = c.pixels().flat_map(|p| [p.0[0], p.0[1], p.0[2]]).map(high).collect();
             RgbImage::from_vec(w, h, raw).expect("same size")
         }
         // 8-bit gray, gray+alpha, RGBA: replicate / drop alpha, exactly as PIL.
@@ -135,13 +192,7 @@ pub struct Preprocessor {
 
 impl Preprocessor {
     pub fn new(m: &Manifest) -> Self {
-        Self {
-            size: m.image_size,
-            mean: m.image_mean,
-            std: m.image_std,
-            rescale: m.rescale_factor,
-            max_pixels: DEFAULT_MAX_PIXELS,
-        }
+        Self { size: m.image_size, mean: m.image_mean, std: m.image_std, rescale: m.rescale_factor, max_pixels: DEFAULT_MAX_PIXELS }
     }
 
     pub fn tensor_len(&self) -> usize {
@@ -240,66 +291,94 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Bicubic resize equal to `PIL.Image.resize(size, Image.BICUBIC)` on an RGB image:
-/// horizontal pass first into an 8-bit intermediate (only the rows the vertical pass reads),
-/// then the vertical pass; both round and clip like Pillow.
+/// Bicubic resize equal to Pillow 13.0.0's `Image.resize(size, BICUBIC)` on an RGB image
+/// (`Resample.c`, `ImagingResampleInner`): two passes, each rounding and clipping to 8 bits
+/// like Pillow; a pass whose size does not change is skipped. The vertical pass runs first
+/// when the height shrinks by more than twice what the width shrinks by (Pillow PR 9549),
+/// else the horizontal pass runs first, on the source rows the vertical pass will read.
 pub fn resize_bicubic_pil(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (in_w, in_h) = (src.width() as usize, src.height() as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
     if (in_w, in_h) == (ow, oh) {
         return src.clone();
     }
-    let vert = coeffs(in_h, oh);
-    let first_row = vert.bounds[0].0;
-    let last_row = vert.bounds[oh - 1].0 + vert.bounds[oh - 1].1;
-    let half = 1i32 << (PRECISION_BITS - 1);
     let raw = src.as_raw();
-
-    // Horizontal pass (skipped by Pillow when the width does not change).
-    let (tmp, tmp_w, row_off): (std::borrow::Cow<[u8]>, usize, usize) = if in_w != ow {
-        let hor = coeffs(in_w, ow);
-        let rows = last_row - first_row;
-        let mut tmp = vec![0u8; rows * ow * 3];
-        for y in 0..rows {
-            let line = &raw[(y + first_row) * in_w * 3..][..in_w * 3];
-            for xx in 0..ow {
-                let (xmin, n) = hor.bounds[xx];
-                let k = &hor.weights[xx * hor.ksize..][..n];
-                let (mut s0, mut s1, mut s2) = (half, half, half);
-                for (x, &w) in k.iter().enumerate() {
-                    let p = &line[(xmin + x) * 3..][..3];
-                    s0 += p[0] as i32 * w;
-                    s1 += p[1] as i32 * w;
-                    s2 += p[2] as i32 * w;
-                }
-                let o = &mut tmp[(y * ow + xx) * 3..][..3];
-                o.copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
+    let out = if vertical_first((in_w, in_h), (ow, oh)) {
+        let tmp = pass_vertical(raw, in_w, &coeffs(in_h, oh), 0);
+        if in_w != ow {
+            pass_horizontal(&tmp, in_w, oh, &coeffs(in_w, ow), 0)
+        } else {
+            tmp
+        }
+    } else {
+        let vert = coeffs(in_h, oh);
+        let first = vert.bounds[0].0;
+        let last = vert.bounds[oh - 1].0 + vert.bounds[oh - 1].1;
+        if in_w == ow {
+            pass_vertical(raw, ow, &vert, 0)
+        } else {
+            let tmp = pass_horizontal(raw, in_w, last - first, &coeffs(in_w, ow), first);
+            if in_h != oh {
+                pass_vertical(&tmp, ow, &vert, first)
+            } else {
+                tmp
             }
         }
-        (std::borrow::Cow::Owned(tmp), ow, first_row)
-    } else {
-        (std::borrow::Cow::Borrowed(raw.as_slice()), in_w, 0)
     };
+    RgbImage::from_vec(out_w, out_h, out).expect("sized by the passes")
+}
 
-    if in_h == oh {
-        return RgbImage::from_vec(out_w, out_h, tmp.into_owned()).expect("sized above");
-    }
-    let mut out = vec![0u8; ow * oh * 3];
-    for yy in 0..oh {
-        let (ymin, n) = vert.bounds[yy];
-        let k = &vert.weights[yy * vert.ksize..][..n];
+/// Pillow 13's pass order rule: vertical first iff `Δh > 0 && Δh > 2·Δw` (Δ = in − out; Δw may
+/// be negative when the width grows).
+fn vertical_first((in_w, in_h): (usize, usize), (ow, oh): (usize, usize)) -> bool {
+    let dh = in_h as i64 - oh as i64;
+    let dw = in_w as i64 - ow as i64;
+    dh > 0 && dh > dw * 2
+}
+
+/// Horizontal pass over `rows` rows of `src` (width `in_w`) starting at row `first`.
+fn pass_horizontal(src: &[u8], in_w: usize, rows: usize, c: &Coeffs, first: usize) -> Vec<u8> {
+    let ow = c.bounds.len();
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut out = vec![0u8; rows * ow * 3];
+    for y in 0..rows {
+        let line = &src[(y + first) * in_w * 3..][..in_w * 3];
         for xx in 0..ow {
+            let (xmin, n) = c.bounds[xx];
+            let k = &c.weights[xx * c.ksize..][..n];
             let (mut s0, mut s1, mut s2) = (half, half, half);
-            for (y, &w) in k.iter().enumerate() {
-                let p = &tmp[((ymin - row_off + y) * tmp_w + xx) * 3..][..3];
+            for (x, &w) in k.iter().enumerate() {
+                let p = &line[(xmin + x) * 3..][..3];
                 s0 += p[0] as i32 * w;
                 s1 += p[1] as i32 * w;
                 s2 += p[2] as i32 * w;
             }
-            out[(yy * ow + xx) * 3..][..3].copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
+            out[(y * ow + xx) * 3..][..3].copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
         }
     }
-    RgbImage::from_vec(out_w, out_h, out).expect("sized above")
+    out
+}
+
+/// Vertical pass over `src` (width `w`), whose row 0 is source row `row_off`.
+fn pass_vertical(src: &[u8], w: usize, c: &Coeffs, row_off: usize) -> Vec<u8> {
+    let oh = c.bounds.len();
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut out = vec![0u8; w * oh * 3];
+    for yy in 0..oh {
+        let (ymin, n) = c.bounds[yy];
+        let k = &c.weights[yy * c.ksize..][..n];
+        for xx in 0..w {
+            let (mut s0, mut s1, mut s2) = (half, half, half);
+            for (y, &wt) in k.iter().enumerate() {
+                let p = &src[((ymin - row_off + y) * w + xx) * 3..][..3];
+                s0 += p[0] as i32 * wt;
+                s1 += p[1] as i32 * wt;
+                s2 += p[2] as i32 * wt;
+            }
+            out[(yy * w + xx) * 3..][..3].copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -325,6 +404,22 @@ mod tests {
     }
 
     #[test]
+    fn pass_order_follows_pillow_13() {
+        // (in, out) → vertical first?
+        for (input, output, expect) in [
+            ((384, 1080), (224, 224), true), // the tall-resize case: Δh 856 > 2·160
+            ((640, 480), (224, 224), false),
+            ((224, 1000), (224, 224), true),
+            ((100, 1000), (224, 224), true), // width grows: Δw < 0
+            ((300, 500), (224, 224), true),  // Δh 276 > 2·76
+            ((400, 500), (224, 224), false), // Δh 276 < 2·176
+            ((224, 100), (224, 224), false), // height grows
+        ] {
+            assert_eq!(vertical_first(input, output), expect, "{input:?} -> {output:?}");
+        }
+    }
+
+    #[test]
     fn same_size_is_identity() {
         let img = RgbImage::from_fn(224, 224, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]));
         assert_eq!(resize_bicubic_pil(&img, 224, 224), img);
@@ -337,11 +432,27 @@ mod tests {
     }
 
     #[test]
+    fn corrupt_files_of_every_rule_are_errors_not_panics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/rules");
+        let mut rng = fastrand::Rng::with_seed(9);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let original = std::fs::read(entry.unwrap().path()).unwrap();
+            for _ in 0..25 {
+                let mut b = original.clone();
+                for _ in 0..rng.usize(1..8) {
+                    let i = rng.usize(..b.len());
+                    b[i] = rng.u8(..);
+                }
+                b.truncate(rng.usize(1..=b.len()));
+                let _ = decode(&b, "x", 1 << 22);
+            }
+        }
+    }
+
+    #[test]
     fn pixel_bound_is_checked_before_decoding() {
         let mut png = Vec::new();
-        RgbImage::new(100, 100)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
+        RgbImage::new(100, 100).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         assert!(matches!(decode(&png, "x", 9_999), Err(ImageError::TooLarge { pixels: 10_000, .. })));
         assert_eq!(decode(&png, "x", 10_000).unwrap().dimensions(), (100, 100));
     }

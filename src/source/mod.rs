@@ -15,6 +15,7 @@ pub mod command;
 pub mod files;
 pub mod http;
 pub mod mjpeg;
+pub mod sniff;
 
 /// A frame as the source delivered it.
 #[derive(Debug, Clone)]
