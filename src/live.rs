@@ -15,41 +15,14 @@ use crate::config::CameraConfig;
 use crate::sink::StateMsg;
 use crate::source::Payload;
 
-/// Latency histogram with fixed buckets (seconds), Prometheus style.
-pub struct Histogram {
-    /// (per-bucket counts (not cumulative), sum, count)
-    inner: Mutex<(Vec<u64>, f64, u64)>,
-}
+/// Latency histograms (seconds), as `/metrics` exposes them.
+pub type Histogram = prometheus_client::metrics::histogram::Histogram;
 
+/// Buckets of every latency histogram, seconds: a tiny model on a PC to a base model on a Pi 4.
 pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Self { inner: Mutex::new((vec![0; BUCKETS.len()], 0.0, 0)) }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&self, secs: f64) {
-        let mut h = self.inner.lock().unwrap();
-        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
-            h.0[i] += 1;
-        }
-        h.1 += secs;
-        h.2 += 1;
-    }
-
-    /// Prometheus text for this histogram (cumulative buckets).
-    pub fn render(&self, name: &str, help: &str, out: &mut String) {
-        let h = self.inner.lock().unwrap();
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
-        let mut cum = 0;
-        for (le, n) in BUCKETS.iter().zip(&h.0) {
-            cum += n;
-            out.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cum}\n"));
-        }
-        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n", h.2, h.1, h.2));
-    }
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 #[derive(Default)]
@@ -274,7 +247,7 @@ impl Live {
                     })
                 })
                 .collect(),
-            inference_seconds: Histogram::default(),
+            inference_seconds: latency_histogram(),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
             mqtt_connected: Mutex::new(None),
@@ -307,50 +280,86 @@ impl Live {
         p.extend(self.cameras.iter().filter_map(|c| c.problem()));
         p
     }
+}
 
-    /// Daemon metrics in Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
-        let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&CameraCounters) -> u64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for c in &self.cameras {
-                out.push_str(&format!("{name}{{camera=\"{}\"}} {}\n", c.id, get(&c.counters)));
-            }
-        };
+/// The daemon's metrics, read from [`Live`] at each scrape (a prometheus-client collector).
+pub struct LiveMetrics(pub Arc<Live>);
+
+impl std::fmt::Debug for LiveMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveMetrics")
+    }
+}
+
+impl prometheus_client::collector::Collector for LiveMetrics {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+        let live = &self.0;
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(out, "siglipd_frames_processed_total", "Frames scored.", &|c| ld(&c.processed));
-        counter(out, "siglipd_frames_skipped_total", "Frames skipped by the change gate or while disabled.", &|c| {
-            ld(&c.unchanged) + ld(&c.paused)
-        });
-        counter(out, "siglipd_frames_failed_total", "Frames that could not be decoded or inferred.", &|c| ld(&c.failed));
-        counter(out, "siglipd_frames_dropped_total", "Frames replaced by a newer one before inference (latest wins).", &|c| {
-            ld(&c.dropped)
-        });
-        out.push_str("# HELP siglipd_source_up Whether the camera's source is delivering frames.\n# TYPE siglipd_source_up gauge\n");
-        for c in &self.cameras {
-            out.push_str(&format!("siglipd_source_up{{camera=\"{}\"}} {}\n", c.id, c.online.load(Ordering::Relaxed) as u8));
-        }
-        let gauge = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&LiveCamera) -> f64| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for c in &self.cameras {
-                out.push_str(&format!("{name}{{camera=\"{}\"}} {}\n", c.id, get(c)));
+        let per_camera = |e: &mut prometheus_client::encoding::DescriptorEncoder,
+                          name: &str,
+                          help: &str,
+                          kind: MetricType,
+                          get: &dyn Fn(&LiveCamera) -> f64|
+         -> Result<(), std::fmt::Error> {
+            let mut m = e.encode_descriptor(name, help, None, kind)?;
+            for c in &live.cameras {
+                let labels = [("camera", c.id.as_str())];
+                let v = get(c);
+                match kind {
+                    MetricType::Counter => ConstCounter::new(v as u64).encode(m.encode_family(&labels)?)?,
+                    // whole numbers (0/1 flags) as integers, rates and seconds as floats
+                    _ if v.fract() == 0.0 && v.abs() < 1e15 => ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?,
+                    _ => ConstGauge::new(v).encode(m.encode_family(&labels)?)?,
+                }
             }
+            Ok(())
         };
-        gauge(out, "siglipd_camera_target_fps", "Configured frames per second (1 / interval_s).", &|c| c.target_fps);
-        gauge(out, "siglipd_camera_rate_fps", "Frames scored per second, smoothed.", &|c| c.pace.rate_fps());
-        gauge(out, "siglipd_camera_lag_seconds", "How late the last frame was scored after it was due.", &|c| c.pace.lag_s());
-        self.inference_seconds.render("siglipd_inference_seconds", "Vision tower time per scored frame (all crop regions).", out);
-        if let Some(f) = self.mqtt_connected.lock().unwrap().as_ref() {
-            out.push_str(&format!(
-                "# HELP siglipd_mqtt_connected Whether the MQTT client is connected.\n# TYPE siglipd_mqtt_connected gauge\nsiglipd_mqtt_connected {}\n",
-                f() as u8
-            ));
+        use MetricType::{Counter, Gauge};
+        per_camera(&mut e, "siglipd_frames_processed", "Frames scored", Counter, &|c| ld(&c.counters.processed) as f64)?;
+        per_camera(&mut e, "siglipd_frames_skipped", "Frames skipped by the change gate or while disabled", Counter, &|c| {
+            (ld(&c.counters.unchanged) + ld(&c.counters.paused)) as f64
+        })?;
+        per_camera(&mut e, "siglipd_frames_failed", "Frames that could not be decoded or inferred", Counter, &|c| {
+            ld(&c.counters.failed) as f64
+        })?;
+        per_camera(
+            &mut e,
+            "siglipd_frames_dropped",
+            "Frames replaced by a newer one before inference (latest wins)",
+            Counter,
+            &|c| ld(&c.counters.dropped) as f64,
+        )?;
+        per_camera(
+            &mut e,
+            "siglipd_source_up",
+            "Whether the camera is online (its source delivers and its frames can be scored)",
+            Gauge,
+            &|c| u8::from(c.online.load(Ordering::Relaxed)) as f64,
+        )?;
+        per_camera(&mut e, "siglipd_camera_target_fps", "Configured frames per second (1 / interval_s)", Gauge, &|c| c.target_fps)?;
+        per_camera(&mut e, "siglipd_camera_rate_fps", "Frames scored per second, smoothed", Gauge, &|c| c.pace.rate_fps())?;
+        per_camera(&mut e, "siglipd_camera_lag_seconds", "How late the last frame was scored after it was due", Gauge, &|c| {
+            c.pace.lag_s()
+        })?;
+        live.inference_seconds.encode(e.encode_descriptor(
+            "siglipd_inference_seconds",
+            "Vision tower time per scored frame (all crop regions)",
+            None,
+            MetricType::Histogram,
+        )?)?;
+        if let Some(f) = live.mqtt_connected.lock().unwrap().as_ref() {
+            let m = e.encode_descriptor("siglipd_mqtt_connected", "Whether the MQTT client is connected", None, Gauge)?;
+            ConstGauge::new(i64::from(f())).encode(m)?;
         }
-        if let Some(f) = self.publish_drops.lock().unwrap().as_ref() {
-            out.push_str(&format!(
-                "# HELP siglipd_mqtt_publish_drops_total Messages dropped before reaching the broker.\n# TYPE siglipd_mqtt_publish_drops_total counter\nsiglipd_mqtt_publish_drops_total {}\n",
-                f()
-            ));
+        if let Some(f) = live.publish_drops.lock().unwrap().as_ref() {
+            let m = e.encode_descriptor("siglipd_mqtt_publish_drops", "Messages dropped before reaching the broker", None, Counter)?;
+            ConstCounter::new(f()).encode(m)?;
         }
+        Ok(())
     }
 }
 
@@ -359,17 +368,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(0.004);
-        h.observe(0.3);
-        h.observe(100.0);
+    fn metrics_are_openmetrics_text_per_camera() {
+        let cfg = crate::config::Config::parse(
+            "[model]\nbundle = \"m\"\n[[camera]]\nid = \"door\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\n",
+            "t",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let live = Arc::new(Live::new(&cfg.cameras));
+        live.inference_seconds.observe(0.004);
+        live.inference_seconds.observe(0.3);
+        live.cameras[0].counters.processed.fetch_add(2, Ordering::Relaxed);
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register_collector(Box::new(LiveMetrics(live)));
         let mut s = String::new();
-        h.render("x", "help", &mut s);
-        assert!(s.contains("x_bucket{le=\"0.005\"} 1\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"0.5\"} 2\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"30\"} 2\n"), "{s}");
-        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
-        assert!(s.contains("x_count 3\n"), "{s}");
+        prometheus_client::encoding::text::encode(&mut s, &reg).unwrap();
+        for line in [
+            "siglipd_frames_processed_total{camera=\"door\"} 2",
+            "siglipd_source_up{camera=\"door\"} 0",
+            "siglipd_inference_seconds_bucket{le=\"0.005\"} 1",
+            "siglipd_inference_seconds_bucket{le=\"0.5\"} 2",
+            "siglipd_inference_seconds_count 2",
+        ] {
+            assert!(s.lines().any(|l| l == line), "no {line:?} in\n{s}");
+        }
+        assert!(s.ends_with("# EOF\n"));
     }
 }

@@ -13,7 +13,6 @@
 //! dashboard on another origin shows `/api/cameras/<id>/frame.jpg` in an `<img>` (no CORS
 //! needed) or goes through its own backend (documented in the README).
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,13 +146,38 @@ impl Classifier {
     }
 }
 
-#[derive(Default)]
+/// The server's own metrics; with the daemon's (`live::LiveMetrics`) and the connection
+/// layer's in one registry, exposed as OpenMetrics text on `/metrics`.
 struct Metrics {
-    requests: AtomicU64,
-    rejected_busy: AtomicU64,
-    failed: AtomicU64,
+    requests: Counter,
+    rejected_busy: Counter,
+    failed: Counter,
     latency: Histogram,
+    registry: prometheus_client::registry::Registry,
 }
+
+impl Metrics {
+    fn new(live: Option<&Arc<Live>>) -> Self {
+        let (requests, rejected_busy, failed, latency) =
+            (Counter::default(), Counter::default(), Counter::default(), crate::live::latency_histogram());
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("siglipd_http_classify_requests", "Classification requests received", requests.clone());
+        registry.register("siglipd_http_classify_failed", "Classification requests answered with an error", failed.clone());
+        registry.register(
+            "siglipd_http_classify_busy",
+            "Requests rejected with 503 because the queue was full",
+            rejected_busy.clone(),
+        );
+        registry.register("siglipd_http_classify_seconds", "Time from upload to scores", latency.clone());
+        registry.register_collector(Box::new(server::ServerMetrics));
+        if let Some(live) = live {
+            registry.register_collector(Box::new(crate::live::LiveMetrics(live.clone())));
+        }
+        Self { requests, rejected_busy, failed, latency, registry }
+    }
+}
+
+type Counter = prometheus_client::metrics::counter::Counter;
 
 /// Everything the router serves from.
 #[derive(Clone)]
@@ -175,7 +199,8 @@ struct AppState {
 
 pub fn router(api: Api) -> Router {
     let body_limit = api.limits.max_upload_bytes + 64 * 1024; // multipart framing on top of the image
-    let state = AppState { api, metrics: Arc::new(Metrics::default()) };
+    let metrics = Arc::new(Metrics::new(api.live.as_ref()));
+    let state = AppState { api, metrics };
     let protected = Router::new()
         .route("/api/info", get(info_handler))
         .route("/api/classify", post(classify_handler))
@@ -397,10 +422,10 @@ pub struct ApiResult {
 }
 
 async fn classify_handler(State(s): State<AppState>, headers: HeaderMap, req: Request) -> Result<Json<Vec<ApiResult>>, ApiError> {
-    s.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    s.metrics.requests.inc();
     let result = classify_inner(&s, headers, req).await;
     if result.is_err() {
-        s.metrics.failed.fetch_add(1, Ordering::Relaxed);
+        s.metrics.failed.inc();
     }
     result
 }
@@ -469,7 +494,7 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
             }
         }
         Err(TrySendError::Full(_)) => {
-            s.metrics.rejected_busy.fetch_add(1, Ordering::Relaxed);
+            s.metrics.rejected_busy.inc();
             return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy: too many classifications waiting, try again shortly".into()));
         }
         Err(TrySendError::Disconnected(_)) => {
@@ -497,22 +522,12 @@ fn form_labels(fields: &[String]) -> Result<Vec<String>, LabelError> {
     Ok(out)
 }
 
-async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let m = &s.metrics;
+async fn metrics_handler(State(s): State<AppState>) -> Response {
     let mut out = String::new();
-    out += "# HELP siglipd_http_classify_requests_total Classification requests received.\n# TYPE siglipd_http_classify_requests_total counter\n";
-    out += &format!("siglipd_http_classify_requests_total {}\n", m.requests.load(Ordering::Relaxed));
-    out += "# HELP siglipd_http_classify_failed_total Classification requests answered with an error.\n# TYPE siglipd_http_classify_failed_total counter\n";
-    out += &format!("siglipd_http_classify_failed_total {}\n", m.failed.load(Ordering::Relaxed));
-    out += "# HELP siglipd_http_classify_busy_total Requests rejected with 503 because the queue was full.\n# TYPE siglipd_http_classify_busy_total counter\n";
-    out += &format!("siglipd_http_classify_busy_total {}\n", m.rejected_busy.load(Ordering::Relaxed));
-    m.latency.render("siglipd_http_classify_seconds", "Time from upload to scores.", &mut out);
-    out += "# HELP siglipd_http_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE siglipd_http_connections_refused_total counter\n";
-    out += &format!("siglipd_http_connections_refused_total {}\n", server::REFUSED.load(Ordering::Relaxed));
-    if let Some(live) = &s.api.live {
-        live.render_metrics(&mut out);
+    match prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}")).into_response(),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// Refuses a non-loopback bind without a token: camera pictures and labels are private.

@@ -30,6 +30,23 @@ pub const CONNECTION_MAX: Duration = Duration::from_secs(300);
 /// Refused connections, for `/metrics`.
 pub static REFUSED: AtomicU64 = AtomicU64::new(0);
 
+/// The connection layer's metrics, for the `/metrics` registry.
+#[derive(Debug)]
+pub struct ServerMetrics;
+
+impl prometheus_client::collector::Collector for ServerMetrics {
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let m = e.encode_descriptor(
+            "siglipd_http_connections_refused",
+            "Connections closed at once because the connection cap was reached",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        prometheus_client::metrics::counter::ConstCounter::new(REFUSED.load(Ordering::Relaxed)).encode(m)
+    }
+}
+
 /// The connection cap: a quarter of the soft descriptor limit, between 16 and 1024.
 pub fn max_connections() -> usize {
     (crate::host::fd_limit() / 4).clamp(16, 1024) as usize
