@@ -15,10 +15,10 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Repo, RepoType};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::model::bundle::{sha256_file, MANIFEST};
+use crate::model::bundle::{sha256_file, Manifest, TextPreprocessing, TowerSpec, MANIFEST};
 
 pub const DEFAULT_REPO: &str = "Xenova/siglip-base-patch16-224";
 pub const DEFAULT_CHECKPOINT: &str = "google/siglip-base-patch16-224";
@@ -239,13 +239,39 @@ fn pick_output(path: &Path, preferred: &[&str]) -> anyhow::Result<(String, Strin
     Ok((input, out))
 }
 
+/// transformers' `SiglipConfig` class defaults (`configuration_siglip.py`), and the image
+/// processor's (`image_processing_siglip.py`). A hub `config.json` is saved as a diff against
+/// them (`to_diff_dict`: google/siglip-base-patch16-224's has no sizes at all), so a key that is
+/// absent means exactly this value to transformers — the same values the exporter gets from
+/// transformers itself.
+mod reference_defaults {
+    pub const VISION_HIDDEN_SIZE: u64 = 768;
+    pub const TEXT_MAX_POSITION_EMBEDDINGS: u64 = 64;
+    pub const RESCALE_FACTOR: f64 = 1.0 / 255.0;
+    /// PIL's BICUBIC
+    pub const RESAMPLE: u64 = 3;
+}
+
+/// The id of `token` in a tokenizer.json (`added_tokens`, else the model vocabulary).
+fn token_id(tokenizer_json: &Value, token: &str) -> Option<u32> {
+    let added = tokenizer_json["added_tokens"].as_array()?.iter().find(|t| t["content"] == token).and_then(|t| t["id"].as_u64());
+    let vocab = || match &tokenizer_json["model"]["vocab"] {
+        // unigram: [[piece, score], ...]
+        Value::Array(v) => v.iter().position(|p| p[0] == token).map(|i| i as u64),
+        Value::Object(m) => m.get(token).and_then(Value::as_u64),
+        _ => None,
+    };
+    added.or_else(vocab).and_then(|id| u32::try_from(id).ok())
+}
+
 fn build_manifest(
     o: &PullOptions,
     commit: &str,
     have: &BTreeMap<&str, String>,
     logit_scale: f32,
     logit_bias: f32,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Manifest> {
+    use reference_defaults as d;
     let read = |name: &str| -> anyhow::Result<Value> {
         let p = o.dest.join(name);
         serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?)
@@ -257,65 +283,89 @@ fn build_manifest(
     let tc = &config["text_config"];
     let image_size = pre["size"]["height"].as_u64().or_else(|| vc["image_size"].as_u64()).context("no image size")?;
     ensure!(pre["size"]["width"].as_u64().is_none_or(|w| w == image_size), "non-square image size is not supported");
-    let embed_dim = vc["hidden_size"].as_u64().unwrap_or(768);
-    let resample = match pre["resample"].as_u64() {
-        Some(3) | None => "bicubic",
-        Some(2) => "bilinear",
-        Some(r) => bail!("preprocessor_config.json: resample {r} is not supported"),
+    let resample = match pre["resample"].as_u64().unwrap_or(d::RESAMPLE) {
+        3 => "bicubic",
+        2 => "bilinear",
+        r => bail!("preprocessor_config.json: resample {r} is not supported"),
     };
-    let tower = |prefix: &str, preferred: &[&str]| -> anyhow::Result<Option<Value>> {
+    let triple = |key: &str| -> anyhow::Result<[f32; 3]> {
+        serde_json::from_value(pre[key].clone()).with_context(|| format!("preprocessor_config.json: {key} is not three numbers"))
+    };
+    // SigLIP pads with `</s>` and ends with it (big_vision eos="sticky"): both ids are the
+    // tokenizer's `</s>`, not text_config's CLIP-style bos/eos defaults (49406/49407)
+    let (pad_id, eos_id) = if have.contains_key("tokenizer.json") {
+        let tok = read("tokenizer.json")?;
+        let id = token_id(&tok, "</s>").context("tokenizer.json has no </s> token")?;
+        (id, id)
+    } else {
+        let id = tc["pad_token_id"].as_u64().map(|v| v as u32).unwrap_or(1);
+        (id, id)
+    };
+    let tower = |prefix: &str, preferred: &[&str]| -> anyhow::Result<Option<TowerSpec>> {
         let fp32 = format!("{prefix}_fp32.onnx");
         if !have.contains_key(fp32.as_str()) {
             return Ok(None);
         }
         let (input, output) = pick_output(&o.dest.join(&fp32), preferred)?;
-        let mut files = serde_json::Map::new();
-        files.insert("fp32".into(), json!(fp32));
+        let mut files = BTreeMap::from([("fp32".to_string(), fp32)]);
         let int8 = format!("{prefix}_int8.onnx");
         if have.contains_key(int8.as_str()) {
-            files.insert("int8".into(), json!(int8));
+            files.insert("int8".into(), int8);
         }
-        Ok(Some(json!({
-            "input": input,
-            "output": output,
-            "files": files,
-            // transformers.js "quantized" = onnxruntime quantize_dynamic: MatMulInteger with
-            // int8 activations; tract runs it with its int8 kernels (dot-product ones on ARMv8.2+)
-            "int8_form": "dynamic-int8",
-        })))
+        // transformers.js "quantized" = onnxruntime quantize_dynamic: MatMulInteger with
+        // int8 activations; tract runs it with its int8 kernels (dot-product ones on ARMv8.2+)
+        Ok(Some(TowerSpec { input, output, files, int8_form: Some("dynamic-int8".into()) }))
     };
     let vision = tower("vision", &["image_embeds", "pooler_output"])?.context("no vision tower downloaded")?;
     let text = tower("text", &["text_embeds", "pooler_output"])?;
-    let sha: BTreeMap<&str, &String> =
-        have.iter().filter(|(k, _)| k.ends_with(".onnx") || **k == "tokenizer.json").map(|(k, v)| (*k, v)).collect();
-    Ok(json!({
-        "format": "siglipd-bundle",
-        "format_version": 1,
-        "model_type": "siglip",
-        "source": format!("hf:{}@{} + calibration from hf:{}", o.repo, if commit.is_empty() { &o.revision } else { commit }, o.checkpoint),
-        "created_by": "siglipd model pull",
-        "image_size": image_size,
-        "image_mean": pre["image_mean"].clone(),
-        "image_std": pre["image_std"].clone(),
-        "rescale_factor": pre["rescale_factor"].as_f64().unwrap_or(1.0 / 255.0),
-        "resample": resample,
-        "max_text_length": tc["max_position_embeddings"].as_u64().unwrap_or(64),
-        "pad_id": tc["pad_token_id"].as_u64().unwrap_or(1),
-        "eos_id": tc["eos_token_id"].as_u64().unwrap_or(1),
-        "text_preprocessing": {"lowercase": true, "strip_punctuation": true, "collapse_whitespace": true},
-        "embed_dim": embed_dim,
-        "logit_scale": logit_scale,
-        "logit_bias": logit_bias,
-        "vision": vision,
-        "text": text,
-        "tokenizer": if o.vision_only { Value::Null } else { json!("tokenizer.json") },
-        "sha256": sha,
-    }))
+    let sha256 = have
+        .iter()
+        .filter(|(k, _)| k.ends_with(".onnx") || **k == "tokenizer.json")
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    Ok(Manifest {
+        format: "siglipd-bundle".into(),
+        format_version: 1,
+        model_type: Some("siglip".into()),
+        source: format!(
+            "hf:{}@{} + calibration from hf:{}",
+            o.repo,
+            if commit.is_empty() { &o.revision } else { commit },
+            o.checkpoint
+        ),
+        created_by: Some("siglipd model pull".into()),
+        image_size: u32::try_from(image_size).context("image size too large")?,
+        image_mean: triple("image_mean")?,
+        image_std: triple("image_std")?,
+        rescale_factor: pre["rescale_factor"].as_f64().unwrap_or(d::RESCALE_FACTOR),
+        resample: resample.into(),
+        max_text_length: tc["max_position_embeddings"].as_u64().unwrap_or(d::TEXT_MAX_POSITION_EMBEDDINGS) as usize,
+        pad_id,
+        eos_id,
+        text_preprocessing: TextPreprocessing { lowercase: true, strip_punctuation: true, collapse_whitespace: true },
+        // SigLIP v1 has no image projection: the pooled vision output is hidden_size wide
+        embed_dim: vc["hidden_size"].as_u64().unwrap_or(d::VISION_HIDDEN_SIZE) as usize,
+        logit_scale,
+        logit_bias,
+        vision,
+        text,
+        tokenizer: (!o.vision_only).then(|| "tokenizer.json".to_string()),
+        sha256,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eos_and_pad_come_from_the_tokenizer() {
+        let added = serde_json::json!({"added_tokens": [{"id": 1, "content": "</s>"}, {"id": 2, "content": "<unk>"}]});
+        assert_eq!(token_id(&added, "</s>"), Some(1));
+        let unigram = serde_json::json!({"added_tokens": [], "model": {"vocab": [["<pad>", 0.0], ["</s>", 0.0]]}});
+        assert_eq!(token_id(&unigram, "</s>"), Some(1));
+        assert_eq!(token_id(&unigram, "<x>"), None);
+    }
 
     #[test]
     fn scalars_decode_from_every_float_dtype() {

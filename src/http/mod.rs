@@ -95,13 +95,41 @@ impl Job {
         if self.reply.is_closed() {
             return; // the client gave up while waiting
         }
-        let result =
-            engine.classify_adhoc(&self.image, self.max_pixels, &self.labels, &self.template, self.precision).map_err(|e| match e {
+        let result = engine.classify_adhoc(&self.image, self.max_pixels, &self.labels, &self.template, self.precision).map_err(|e| {
+            log_upload_failure(&e);
+            match e {
                 AdhocError::Image(ImageError::TooLarge { .. }) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
                 AdhocError::Image(_) => bad(e.to_string()),
                 AdhocError::Model(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            });
+            }
+        });
         let _ = self.reply.send(result);
+    }
+}
+
+/// Upload failures are logged once per kind per process (info for the client's image, error
+/// for the model), then at debug: a page user retrying a bad file must not flood the journal.
+fn log_upload_failure(e: &AdhocError) {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let kind = match e {
+        AdhocError::Image(ImageError::TooLarge { .. }) => "too large",
+        AdhocError::Image(ImageError::Empty { .. }) => "empty",
+        AdhocError::Image(ImageError::UnknownFormat { .. }) => "unknown format",
+        AdhocError::Image(_) => "undecodable",
+        AdhocError::Model(_) => "model",
+    };
+    let first = {
+        let mut seen = SEEN.lock().unwrap();
+        let first = !seen.contains(&kind);
+        if first {
+            seen.push(kind);
+        }
+        first
+    };
+    match (first, e) {
+        (true, AdhocError::Model(_)) => tracing::error!("upload failed in the model: {e} (further such failures are logged at debug)"),
+        (true, _) => info!("upload refused ({kind}): {e} (further {kind} uploads are logged at debug)"),
+        (false, _) => tracing::debug!("upload failed ({kind}): {e}"),
     }
 }
 

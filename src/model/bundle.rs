@@ -96,7 +96,7 @@ impl fmt::Display for Tower {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct TowerSpec {
     pub input: String,
     pub output: String,
@@ -105,7 +105,7 @@ pub struct TowerSpec {
     pub int8_form: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct TextPreprocessing {
     #[serde(default = "yes")]
     pub lowercase: bool,
@@ -120,13 +120,18 @@ fn yes() -> bool {
 }
 
 /// `siglip.json`. Unknown keys are tolerated (newer exporters may add information), but every
-/// key the pipeline needs must be present and sane.
-#[derive(Debug, Clone, Deserialize)]
+/// key the pipeline needs must be present and sane. Written by `tools/export_model.py` and, from
+/// this very type, by `siglipd model pull`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Manifest {
     pub format: String,
     pub format_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     #[serde(default)]
     pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     pub image_size: u32,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
