@@ -174,5 +174,29 @@ fn model_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, preprocess_benches, score_benches, model_benches);
+/// What recording the score history adds to the inference thread per frame: one push per
+/// label under the camera's lock, rings already full (the steady state), 10 labels.
+fn history_benches(c: &mut Criterion) {
+    use siglipd::history::{LabelHistory, Point};
+    let mut labels: Vec<LabelHistory> = (0..10).map(|_| LabelHistory::default()).collect();
+    let mut t = 0.0;
+    for _ in 0..(siglipd::history::RECENT * 3) {
+        t += 0.1;
+        for h in &mut labels {
+            h.push(Point { t, raw: 0.3, smoothed: 0.3, on: false, n: 1 });
+        }
+    }
+    let lock = std::sync::Mutex::new(labels);
+    c.bench_function("history/push_10_labels", |b| {
+        b.iter(|| {
+            t += 0.1;
+            let mut h = lock.lock().unwrap();
+            for (i, l) in h.iter_mut().enumerate() {
+                l.push(Point { t, raw: black_box(0.01 * i as f32), smoothed: 0.3, on: i == 3, n: 1 });
+            }
+        })
+    });
+}
+
+criterion_group!(benches, preprocess_benches, score_benches, model_benches, history_benches);
 criterion_main!(benches);

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod decide;
 pub mod embeddings;
 pub mod engine;
+pub mod history;
 pub mod host;
 pub mod http;
 pub mod ids;

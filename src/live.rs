@@ -98,6 +98,10 @@ pub struct LiveCamera {
     pub pace: Pace,
     health: Mutex<Health>,
     latest: Mutex<Latest>,
+    /// Per label (config order): its score history, see `history`.
+    pub history: Mutex<Vec<crate::history::LabelHistory>>,
+    /// Display names and slugs of the labels (config order), for history lookups.
+    pub label_slugs: Vec<String>,
 }
 
 /// One camera in `/api/cameras` (the page's live view reads this shape; see http/PAGE.md).
@@ -139,6 +143,15 @@ impl LiveCamera {
         l.state = Some(state);
         l.on = on;
         l.frame = Some(Arc::new(frame));
+    }
+
+    /// Index of a label given by display name or slug.
+    pub fn label_index(&self, label: &str) -> Option<usize> {
+        self.labels.iter().position(|n| n == label).or_else(|| self.label_slugs.iter().position(|s| s == label))
+    }
+
+    pub fn label_name(&self, i: usize) -> &str {
+        &self.labels[i]
     }
 
     /// After a pause: the labels are OFF.
@@ -243,6 +256,8 @@ impl Live {
                         counters: CameraCounters::default(),
                         pace: Pace::default(),
                         health: Mutex::new(Health::default()),
+                        history: Mutex::new(c.labels.iter().map(|_| Default::default()).collect()),
+                        label_slugs: c.labels.iter().map(|l| l.slug.clone()).collect(),
                         latest: Mutex::new(Latest::default()),
                     })
                 })

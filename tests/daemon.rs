@@ -696,6 +696,12 @@ fn web_page_live_view_uploads_and_metrics() {
     assert_eq!(state["id"], "cam");
     assert_eq!(state["labels"].as_array().unwrap().len(), 2);
     assert!(state["state"]["scores"]["cat"].is_number(), "{state}");
+    // every scored frame is in the label's history, with the thresholds in force
+    let (status, body) = get("/api/cameras/cam/history?label=cat").unwrap();
+    assert_eq!(status, 200);
+    let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(!h["points"].as_array().unwrap().is_empty(), "{h}");
+    assert!((h["on"].as_f64().unwrap() - 0.9).abs() < 1e-6 && (h["off"].as_f64().unwrap() - 0.6).abs() < 1e-6, "{h}");
     let (status, jpeg) = get("/api/cameras/cam/frame.jpg").unwrap();
     assert_eq!(status, 200);
     assert!(jpeg.starts_with(&[0xFF, 0xD8]));

@@ -257,6 +257,33 @@ async fn live_view_endpoints_health_and_metrics() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 
+    // score history, by display name or topic id, filtered by time
+    {
+        let mut h = cam.history.lock().unwrap();
+        for i in 0..5 {
+            h[1].push(siglipd::history::Point {
+                t: 100.0 + i as f64,
+                raw: 0.1 * i as f32,
+                smoothed: 0.05 * i as f32,
+                on: i >= 3,
+                n: 1,
+            });
+        }
+    }
+    for q in ["label=a%20parked%20car", "label=a_parked_car"] {
+        let (status, body) =
+            send_raw(&app, Request::get(format!("/api/cameras/door/history?{q}&since=102")).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{q}");
+        let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(h["label"], "a parked car");
+        let pts = h["points"].as_array().unwrap();
+        assert_eq!(pts.len(), 3, "{h}");
+        assert_eq!(pts[2]["on"], true);
+        assert!((pts[2]["raw"].as_f64().unwrap() - 0.4).abs() < 1e-6);
+    }
+    let (status, _) = send_raw(&app, Request::get("/api/cameras/door/history?label=dog").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // frames that cannot be scored make the camera unhealthy, with the reason
     assert_eq!(cam.set_failing(Some("cannot decode frame".into())), Some(false));
     let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;

@@ -283,10 +283,12 @@ impl Inference {
         debug!(camera = %cam.cfg.id, infer_ms, frame = %frame.origin, "frame scored");
         self.sinks.send(Output::State { camera: cam.cfg.id.clone(), state: state.clone() });
         let now = Instant::now();
+        let mut history = cam.live.history.lock().unwrap();
         for (j, &score) in scores.iter().enumerate() {
-            let (_, change) = cam.states[j].update(score, ctrl.thresholds(j), now, wall);
+            let (smoothed, change) = cam.states[j].update(score, ctrl.thresholds(j), now, wall);
+            let on = cam.states[j].is_on();
+            history[j].push(crate::history::Point { t: wall, raw: score, smoothed, on, n: 1 });
             if !cam.published_initial && change.state.is_none() {
-                let on = cam.states[j].is_on();
                 self.sinks.send(Output::Label { camera: cam.cfg.id.clone(), label: cam.cfg.labels[j].slug.clone(), on });
             }
             publish_change(&self.sinks, cam, j, &change, None);
@@ -296,6 +298,7 @@ impl Inference {
                 }
             }
         }
+        drop(history);
         cam.published_initial = true;
         // moved, not copied: the web server encodes it only if someone looks
         cam.live.update(state, cam.states.iter().map(LabelState::is_on).collect(), frame.payload);

@@ -235,6 +235,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/cameras", get(cameras_handler))
         .route("/api/cameras/{id}/state", get(camera_state_handler))
         .route("/api/cameras/{id}/frame.jpg", get(camera_frame_handler))
+        .route("/api/cameras/{id}/history", get(camera_history_handler))
         .route("/metrics", get(metrics_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -322,6 +323,41 @@ fn find_camera(s: &AppState, id: &str) -> Result<Arc<LiveCamera>, ApiError> {
 async fn camera_state_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<CameraView>, ApiError> {
     let cam = find_camera(&s, &id)?;
     Ok(Json(camera_view(&s, &cam)))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    /// Display name or topic id of the label.
+    label: String,
+    /// Unix seconds; default: everything kept (up to 24 h).
+    #[serde(default)]
+    since: Option<f64>,
+}
+
+/// `GET /api/cameras/<id>/history?label=…&since=…`.
+#[derive(serde::Serialize)]
+struct HistoryView {
+    camera: String,
+    label: String,
+    /// The thresholds in force now (set over MQTT or the config), for the chart.
+    on: Option<f32>,
+    off: Option<f32>,
+    points: Vec<crate::history::Point>,
+}
+
+async fn camera_history_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Result<Json<HistoryView>, ApiError> {
+    let cam = find_camera(&s, &id)?;
+    let i = cam
+        .label_index(&q.label)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", q.label)))?;
+    let since = q.since.filter(|t| t.is_finite()).unwrap_or(f64::NEG_INFINITY);
+    let points = cam.history.lock().unwrap()[i].since(since);
+    let t = s.api.controls.as_ref().and_then(|c| c.camera(&id)).map(|c| c.thresholds(i));
+    Ok(Json(HistoryView { camera: id, label: cam.label_name(i).to_string(), on: t.map(|t| t.on), off: t.map(|t| t.off), points }))
 }
 
 /// The last scored frame as JPEG. JPEG sources are passed through untouched; others are

@@ -758,6 +758,22 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
       const bytes = Buffer.from(await frame.arrayBuffer());
       assert.deepEqual([...bytes.subarray(0, 2)], [0xff, 0xd8]);
 
+      // the score history chart: open it, pick "rocket", see the points the API has, with the
+      // on/off threshold lines and the label's name for screen readers
+      await card.locator('details.hist > summary').click();
+      await card.locator('details.hist select').selectOption('rocket');
+      await page.waitForFunction(() => {
+        const s = document.querySelector('article.cam[data-id="porch"] svg.chart');
+        return s && Number(s.dataset.points) >= 2 && s.querySelectorAll('polyline.sm').length === 1;
+      });
+      const chart = card.locator('svg.chart');
+      assert.equal(await chart.locator('line.thr').count(), 2, 'on and off threshold lines');
+      assert.match((await chart.getAttribute('aria-label')) ?? '', /^rocket: \d+ points, last score 0\.\d{4}/);
+      const api = await (await fetch(`${srv.url}/api/cameras/porch/history?label=rocket`)).json();
+      assert.equal(api.label, 'rocket');
+      assert.ok(api.points.length >= Number(await chart.getAttribute('data-points')), 'the chart shows what the API has');
+      assert.ok(Math.abs(api.on - 0.5) < 1e-6 && Math.abs(api.off - 0.4) < 1e-6, JSON.stringify(api));
+
       // the page keeps polling and the frame follows the state
       const firstSrc = src;
       await page.waitForFunction(
