@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod calibrate;
 pub mod classify;
 pub mod cli;
 pub mod config;
