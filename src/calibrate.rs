@@ -120,10 +120,10 @@ pub fn fit(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<Fit, FitError> {
             let r = c * (p - f64::from(u8::from(yi)));
             let s = c * p * (1.0 - p);
             let row = |k: usize| if k < dim { xi[k] } else { 1.0 };
-            for k in 0..n {
-                grad[k] += r * row(k);
-                for l in 0..n {
-                    hess[k][l] += s * row(k) * row(l);
+            for (k, (g, h)) in grad.iter_mut().zip(hess.iter_mut()).enumerate() {
+                *g += r * row(k);
+                for (l, v) in h.iter_mut().enumerate() {
+                    *v += s * row(k) * row(l);
                 }
             }
         }
