@@ -306,3 +306,27 @@ fn write_table(out: &mut impl Write, results: &[ImageResult], precision: &str) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's exit-code table, cause by cause.
+    #[test]
+    fn exit_codes_by_cause() {
+        let io = |k: std::io::ErrorKind| anyhow::Error::from(std::io::Error::from(k));
+        assert_eq!(Cause::of(&io(std::io::ErrorKind::BrokenPipe)).exit_code(), 0);
+        assert_eq!(Cause::of(&io(std::io::ErrorKind::StorageFull).context("cannot write x")).exit_code(), EXIT_FAILURE);
+        assert_eq!(Cause::of(&io(std::io::ErrorKind::ConnectionRefused)).exit_code(), EXIT_FAILURE);
+        let cfg = crate::config::Config::parse("[model]\nbundle = 3\n", "t", std::path::Path::new("/")).unwrap_err();
+        assert_eq!(Cause::of(&anyhow::Error::from(cfg).context("loading")).exit_code(), EXIT_CONFIG);
+        let model = crate::model::Bundle::open(std::path::Path::new("/nonexistent")).unwrap_err();
+        assert_eq!(Cause::of(&model.into()).exit_code(), EXIT_CONFIG);
+        let read = crate::model::ModelError::Io { path: "/x".into(), cause: std::io::Error::other("eio") };
+        assert_eq!(Cause::of(&read.into()).exit_code(), EXIT_FAILURE, "reading a model file may work next time");
+        let labels = crate::labels::parse_list("cat,,dog").unwrap_err();
+        assert_eq!(Cause::of(&anyhow::Error::from(labels).context("invalid --labels")).exit_code(), EXIT_USAGE);
+        let emb = crate::embeddings::EmbeddingsError::MissingPrompt("x".into());
+        assert_eq!(Cause::of(&emb.into()).exit_code(), EXIT_CONFIG);
+    }
+}

@@ -112,7 +112,7 @@ pub fn run(device: u32, min_side: u32, ctx: SourceCtx) {
                         },
                     };
                     last_ms.store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                    slot.put(Frame { payload, origin: origin.clone(), at: Instant::now() });
+                    slot.put(Frame { payload, origin: origin.clone() });
                 }
                 let _ = cam.stop_stream();
             })

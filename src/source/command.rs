@@ -77,7 +77,7 @@ fn run_once(
                 };
                 for bytes in splitter.push(&buf[..n]) {
                     last.store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                    slot.put(Frame { payload: Payload::Encoded(bytes), origin: origin.clone(), at: Instant::now() });
+                    slot.put(Frame { payload: Payload::Encoded(bytes), origin: origin.clone() });
                 }
                 // at the end, or after enough bytes without a single frame: say what came instead
                 if n == 0 || splitter.discarded_bytes >= NOT_MJPEG_AFTER_BYTES {

@@ -58,7 +58,7 @@ pub fn run(pattern: &str, looping: bool, ctx: SourceCtx) {
             match std::fs::read(&file) {
                 Ok(bytes) => {
                     status.online();
-                    ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: file.display().to_string(), at: Instant::now() });
+                    ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: file.display().to_string() });
                 }
                 // A file that vanished between listing and reading is not a source failure;
                 // anything else (no descriptors left, permissions, I/O) is.

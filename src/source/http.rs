@@ -74,7 +74,7 @@ pub fn run(url: &str, timeout: Duration, ctx: SourceCtx) {
             Ok(bytes) => {
                 status.online();
                 backoff.reset();
-                ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: url.to_string(), at: Instant::now() });
+                ctx.slot.put(Frame { payload: Payload::Encoded(bytes), origin: url.to_string() });
                 ctx.interval.saturating_sub(started.elapsed())
             }
             Err(e) => {

@@ -31,7 +31,6 @@ pub struct Frame {
     pub payload: Payload,
     /// For messages: which file or URL this came from.
     pub origin: String,
-    pub at: Instant,
 }
 
 /// Wakes the inference thread when any camera has a new frame.
@@ -212,7 +211,7 @@ mod tests {
     fn slot_keeps_latest_and_counts_drops() {
         let slot = Slot::new(Arc::new(Doorbell::default()));
         for i in 0..3u8 {
-            slot.put(Frame { payload: Payload::Encoded(vec![i]), origin: String::new(), at: Instant::now() });
+            slot.put(Frame { payload: Payload::Encoded(vec![i]), origin: String::new() });
         }
         assert!(matches!(slot.take().unwrap().payload, Payload::Encoded(b) if b == vec![2]));
         assert!(slot.take().is_none());
