@@ -17,6 +17,20 @@ pub struct AutoChoice {
     /// sha256 of the vision file measured for each precision: a re-exported bundle invalidates it.
     pub vision_sha256: std::collections::BTreeMap<String, String>,
     pub median_ms: f64,
+    /// Cosine of this precision's image embeddings against fp32 on this CPU, over the bench's
+    /// probe images (see `bench::parity_probes`); absent in files written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity_cosine: Option<f64>,
+}
+
+/// The image-embedding cosine against fp32 a reduced form must reach on the running CPU
+/// before `auto` may pick it (the parity gate).
+pub const PARITY_MIN_COSINE: f64 = 0.999;
+
+/// Whether a measured choice may be used by `auto`: fp32 always, a reduced form only with
+/// parity measured on this CPU.
+pub fn passed_parity(precision: Precision, parity_cosine: Option<f64>) -> bool {
+    precision == Precision::Fp32 || parity_cosine.is_some_and(|c| c >= PARITY_MIN_COSINE)
 }
 
 /// The saved choice, if it was measured on this CPU for these very files.
@@ -35,7 +49,18 @@ pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
             None => sha256_file(&bundle.dir.join(f)).is_ok_and(|s| &s == sha),
         })
     });
-    same.then_some(c)
+    if !same {
+        return None;
+    }
+    if !passed_parity(c.precision, c.parity_cosine) {
+        tracing::warn!(
+            precision = %c.precision,
+            cosine = ?c.parity_cosine,
+            "ignoring {AUTO_FILE}: its choice has no passing parity measurement on this CPU (run `siglipd bench --save` again)"
+        );
+        return None;
+    }
+    Some(c)
 }
 
 /// Cores this process may use (the default thread count).
