@@ -65,6 +65,9 @@ fn main() -> anyhow::Result<()> {
         println!("\nslowest nodes:");
         for n in slow.into_iter().take(top) {
             println!("  {:8.2} ms  {:<22} {}", n.ms, n.op, n.name);
+            for line in &n.info {
+                println!("              {line}");
+            }
         }
     }
     Ok(())

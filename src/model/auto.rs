@@ -101,3 +101,69 @@ pub(crate) fn arm_core(part: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PrecisionChoice, Tower};
+
+    /// A copy of the committed tiny static-int8 bundle with `auto.json` as given.
+    fn bundle_with(choice: Option<AutoChoice>) -> (tempfile::TempDir, Bundle) {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+        let dir = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+        let b = Bundle::open(dir.path()).unwrap();
+        if let Some(mut c) = choice {
+            for p in ["fp32", "int8"] {
+                let f = &b.manifest.vision.files[p];
+                c.vision_sha256.insert(p.into(), b.manifest.sha256[f].clone());
+            }
+            std::fs::write(dir.path().join(AUTO_FILE), serde_json::to_string(&c).unwrap()).unwrap();
+        }
+        (dir, b)
+    }
+
+    fn int8_choice(parity_cosine: Option<f64>) -> AutoChoice {
+        AutoChoice {
+            precision: Precision::Int8,
+            threads: 1,
+            cpu: cpu_name(),
+            vision_sha256: Default::default(),
+            median_ms: 1.0,
+            parity_cosine,
+        }
+    }
+
+    #[test]
+    fn auto_takes_a_reduced_form_only_with_parity_measured_on_this_cpu() {
+        let auto = |b: &Bundle| b.resolve(Tower::Vision, PrecisionChoice::Auto).unwrap().0;
+        // no measurement: the compute form is not trusted, fp32 it is
+        let (_d, b) = bundle_with(None);
+        assert_eq!(auto(&b), Precision::Fp32);
+        // measured fastest and within the gate
+        let (_d, b) = bundle_with(Some(int8_choice(Some(0.9995))));
+        assert_eq!(auto(&b), Precision::Int8);
+        // fastest but outside the gate, or a file written before parity was measured
+        for cos in [Some(0.998), None] {
+            let (_d, b) = bundle_with(Some(int8_choice(cos)));
+            assert_eq!(auto(&b), Precision::Fp32, "parity {cos:?}");
+        }
+        // measured on another CPU
+        let mut other = int8_choice(Some(0.9999));
+        other.cpu = "another cpu".into();
+        let (_d, b) = bundle_with(Some(other));
+        assert_eq!(auto(&b), Precision::Fp32);
+    }
+
+    #[test]
+    fn compute_and_memory_forms_are_told_apart() {
+        assert!(Bundle::is_compute_form("static-int8-compute"));
+        assert!(Bundle::is_compute_form("dynamic-int8"));
+        assert!(!Bundle::is_compute_form("weight-only-qdq-per-channel"));
+        assert!(passed_parity(Precision::Fp32, None));
+        assert!(!passed_parity(Precision::Int8, Some(f64::NAN)));
+    }
+}

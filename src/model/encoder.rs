@@ -19,6 +19,8 @@ pub struct NodeTime {
     pub name: String,
     /// The op's name in tract (`OptMatMul`, `QuantizeLinearI8`, `Reduce<Sum>`, …).
     pub op: String,
+    /// tract's description of the node (for matmuls: kernel and packing).
+    pub info: Vec<String>,
     pub ms: f64,
 }
 
@@ -135,7 +137,13 @@ impl Encoder {
             .into_iter()
             .map(|id| {
                 let node = model.node(id);
-                NodeTime { id, name: node.name.clone(), op: node.op.name().to_string(), ms: spent[id] / runs.max(1) as f64 }
+                NodeTime {
+                    id,
+                    name: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    info: node.op.info().unwrap_or_default(),
+                    ms: spent[id] / runs.max(1) as f64,
+                }
             })
             .collect())
     }
