@@ -12,10 +12,19 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::classify::cosine;
 use crate::model::auto::{arm_core, cpuinfo, cpuinfo_field};
-pub use crate::model::auto::{cores, cpu_name, saved_choice, AutoChoice, AUTO_FILE};
+pub use crate::model::auto::{cores, cpu_name, passed_parity, saved_choice, AutoChoice, AUTO_FILE, PARITY_MIN_COSINE};
 use crate::model::bundle::sha256_file;
-use crate::model::{Bundle, Precision, Tower, VisionEncoder};
+use crate::model::{Bundle, Precision, Preprocessor, Tower, VisionEncoder};
+
+/// Real photos the bench embeds with every precision to check parity against fp32 on the
+/// running CPU. Both are held out of the static int8 form's calibration set
+/// (`tools/export_model.py`), so a form that only fits its calibration photos fails here.
+const PARITY_PHOTOS: [(&str, &[u8]); 2] = [
+    ("rocket.jpg", include_bytes!("../tests/fixtures/images/rocket.jpg")),
+    ("coins.jpg", include_bytes!("../tests/fixtures/images/coins.jpg")),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
@@ -30,6 +39,13 @@ pub struct Measurement {
     pub macs: u64,
     pub peak_rss_mb: f64,
     pub kernels: Vec<String>,
+    /// Raw embeddings of the parity probes (the timing input, then `PARITY_PHOTOS`), passed from
+    /// the measuring child to the parent, which compares them with fp32's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe: Vec<Vec<f32>>,
+    /// Smallest cosine of this configuration's probe embeddings against fp32's, on this CPU.
+    #[serde(default)]
+    pub parity_cosine: Option<f64>,
 }
 
 impl Measurement {
@@ -120,8 +136,7 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
     let mut v = VisionEncoder::load(&bundle, precision)?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let s = bundle.manifest.image_size as usize;
-    // a fixed, non-trivial input (a gradient), the same for every configuration
-    let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let pixels = timing_input(s);
     v.embed(&pixels)?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -130,6 +145,8 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
+    let peak_rss_mb = peak_rss_mb();
+    let probe = parity_probes(&bundle, &mut v, &pixels)?;
     Ok(Measurement {
         precision,
         threads,
@@ -139,9 +156,57 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
         min_ms: times[0],
         max_ms: times[times.len() - 1],
         macs: v.macs(),
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb,
         kernels: v.kernels().into_iter().collect(),
+        probe,
+        parity_cosine: None,
     })
+}
+
+/// Raw embeddings of the parity probes: the timing input and the held-out photos.
+fn parity_probes(bundle: &Bundle, v: &mut VisionEncoder, timing_input: &[f32]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let pre = Preprocessor::new(&bundle.manifest);
+    let mut out = vec![v.embed_raw(timing_input)?];
+    for (name, bytes) in PARITY_PHOTOS {
+        out.push(v.embed_raw(&pre.load_bytes(bytes, name)?)?);
+    }
+    Ok(out)
+}
+
+/// Smallest cosine between two sets of probe embeddings (None when they do not pair up).
+pub fn probe_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<f64> {
+    if a.is_empty() || a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+        return None;
+    }
+    Some(a.iter().zip(b).map(|(x, y)| cosine(x, y) as f64).fold(f64::INFINITY, f64::min))
+}
+
+/// Fills in every measurement's `parity_cosine` against fp32's probe embeddings (from an fp32
+/// measurement, else computed here), then drops the embeddings.
+fn check_parity(model: &Path, ms: &mut [Measurement]) -> anyhow::Result<()> {
+    let reference = match ms.iter().find(|m| m.precision == Precision::Fp32) {
+        Some(m) => m.probe.clone(),
+        None => {
+            let bundle = Bundle::open(model)?;
+            if !bundle.precisions(Tower::Vision).contains(&Precision::Fp32) {
+                return Ok(()); // nothing to compare with: no reduced form passes
+            }
+            let s = bundle.manifest.image_size as usize;
+            let mut v = VisionEncoder::load(&bundle, Precision::Fp32)?;
+            parity_probes(&bundle, &mut v, &timing_input(s))?
+        }
+    };
+    for m in ms.iter_mut() {
+        m.parity_cosine = probe_cosine(&m.probe, &reference);
+        m.probe.clear();
+    }
+    Ok(())
+}
+
+/// A fixed, non-trivial input (a gradient), the same for every configuration and for
+/// `tools/compare_ort.py`.
+fn timing_input(s: usize) -> Vec<f32> {
+    (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect()
 }
 
 pub struct BenchOptions {
@@ -170,12 +235,15 @@ pub fn measure_all(o: &BenchOptions) -> anyhow::Result<Vec<Measurement>> {
             out.push(serde_json::from_slice(&r.stdout).context("unreadable measurement")?);
         }
     }
+    check_parity(&o.model, &mut out)?;
     Ok(out)
 }
 
-/// The fastest configuration; fp32 wins ties within 3 % (it is the exact one).
+/// The fastest configuration among those that passed parity on this CPU (fp32 always does; a
+/// reduced form needs an embedding cosine ≥ `PARITY_MIN_COSINE` against fp32); fp32 wins ties
+/// within 3 % (it is the exact one).
 pub fn choose(ms: &[Measurement]) -> Option<&Measurement> {
-    let best = ms.iter().min_by(|a, b| a.median_ms.total_cmp(&b.median_ms))?;
+    let best = ms.iter().filter(|m| passed_parity(m.precision, m.parity_cosine)).min_by(|a, b| a.median_ms.total_cmp(&b.median_ms))?;
     let fp32 = ms.iter().filter(|m| m.precision == Precision::Fp32).min_by(|a, b| a.median_ms.total_cmp(&b.median_ms));
     Some(match fp32 {
         Some(f) if f.median_ms <= best.median_ms * 1.03 => f,
@@ -193,7 +261,14 @@ pub fn auto_choice(bundle: &Bundle, m: &Measurement) -> anyhow::Result<AutoChoic
         };
         shas.insert(p.as_str().to_string(), sha);
     }
-    Ok(AutoChoice { precision: m.precision, threads: m.threads, cpu: cpu_name(), vision_sha256: shas, median_ms: m.median_ms })
+    Ok(AutoChoice {
+        precision: m.precision,
+        threads: m.threads,
+        cpu: cpu_name(),
+        vision_sha256: shas,
+        median_ms: m.median_ms,
+        parity_cosine: m.parity_cosine,
+    })
 }
 
 /// The human table.
@@ -212,12 +287,16 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
         cpu_name(),
         peak.as_ref().map(|(g, how)| format!("≈ {g:.0} GFLOP/s per core ({how})")).unwrap_or_else(|| "unknown for this CPU".into())
     );
-    s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  kernels\n";
+    if let Some(form) = &bundle.manifest.vision.int8_form {
+        s += &format!("int8 form: {form}\n");
+    }
+    s += &format!("parity: image-embedding cosine vs fp32 on this CPU (probe photos), ≥ {PARITY_MIN_COSINE} to be chosen\n\n");
+    s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  cos vs fp32  kernels\n";
     for m in ms {
         let pct =
             peak.as_ref().map(|(g, _)| format!("{:.0} %", 100.0 * m.gflops() / (g * m.threads as f64))).unwrap_or_else(|| "—".into());
         s += &format!(
-            "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0}  {}\n",
+            "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0} {:>12}  {}\n",
             m.precision.as_str(),
             m.threads,
             m.load_ms,
@@ -227,6 +306,7 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
             m.gflops(),
             pct,
             m.peak_rss_mb,
+            m.parity_cosine.map(|c| format!("{c:.5}")).unwrap_or_else(|| "—".into()),
             m.kernels.join(",")
         );
     }
@@ -249,7 +329,30 @@ mod tests {
             macs: 1_000_000_000,
             peak_rss_mb: 0.0,
             kernels: vec![],
+            probe: vec![],
+            parity_cosine: Some(if p == Precision::Fp32 { 1.0 } else { 0.9995 }),
         }
+    }
+
+    #[test]
+    fn a_fast_form_that_fails_parity_is_never_chosen() {
+        let mut fast = m(Precision::Int8, 2, 100.0);
+        fast.parity_cosine = Some(0.998);
+        let ms = [m(Precision::Fp32, 2, 300.0), fast.clone()];
+        assert_eq!(choose(&ms).unwrap().precision, Precision::Fp32);
+        fast.parity_cosine = None; // not measured (no fp32 to compare with)
+        assert_eq!(choose(&[m(Precision::Fp32, 2, 300.0), fast.clone()]).unwrap().precision, Precision::Fp32);
+        assert!(choose(&[fast]).is_none(), "no parity-passing configuration: nothing to choose");
+    }
+
+    #[test]
+    fn probe_cosine_is_the_worst_pair_and_needs_matching_probes() {
+        let a = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        let b = vec![vec![1.0, 0.0], vec![1.0, 1.0]];
+        let c = probe_cosine(&a, &b).unwrap();
+        assert!((c - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-6, "{c}");
+        assert_eq!(probe_cosine(&a, &b[..1]), None);
+        assert_eq!(probe_cosine(&[], &[]), None);
     }
 
     #[test]
@@ -283,6 +386,7 @@ mod tests {
             cpu: String::new(),
             vision_sha256: Default::default(),
             median_ms: 1.0,
+            parity_cosine: None,
         };
         assert_eq!(resolve_threads(2, Some(&saved)), 2);
         assert_eq!(resolve_threads(0, Some(&saved)), 3);

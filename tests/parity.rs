@@ -1,6 +1,7 @@
 //! Parity with the reference implementation: pixel tensors, token ids, embeddings and
 //! probabilities from HF transformers (SiglipProcessor + SiglipTokenizer + SiglipModel), stored
 //! in tests/fixtures/golden by tools/make_fixtures.py, against the committed tiny bundle.
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -309,4 +310,51 @@ fn every_rule_image_scores_like_transformers() {
     }
     eprintln!("worst probability difference over {} rule images: {worst:.2e}", r.images.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The static int8 compute form (`export_model.py --int8-form static`): symmetric int8 weights,
+/// calibrated static activation scales, MatMulInteger without zero points. Its optimized plan
+/// must run bare integer matmuls — none of the zero-point sums (`Reduce<Sum>`) and per-call
+/// activation quantization (`DynamicQuantizeLinear*`) that make the dynamic form slow — and its
+/// image embeddings must stay within the parity gate (cosine ≥ 0.999 against the fp32 goldens).
+#[test]
+fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
+    let g = golden();
+    let b = Bundle::open(&fixtures().join("tiny-static")).unwrap();
+    assert_eq!(b.manifest.vision.int8_form.as_deref(), Some("static-int8-compute"));
+    let mut int8 = VisionEncoder::load(&b, Precision::Int8).unwrap();
+    // LayerNorm's mean is a `Reduce<Sum>` in the fp32 plan too: count only what int8 adds
+    let fp32_ops = VisionEncoder::load(&b, Precision::Fp32).unwrap().op_counts();
+    let scaffolding = |ops: &BTreeMap<String, usize>| -> Vec<String> {
+        ops.iter()
+            .filter(|(op, n)| {
+                op.contains("DynamicQuantize") || (op.starts_with("Reduce") && **n > fp32_ops.get(*op).copied().unwrap_or(0))
+            })
+            .map(|(op, n)| format!("{n} × {op}"))
+            .collect()
+    };
+    let ops = int8.op_counts();
+    eprintln!("static int8 plan: {ops:?}");
+    assert!(scaffolding(&ops).is_empty(), "quantization scaffolding left in the plan: {:?}", scaffolding(&ops));
+    assert!(ops.get("QuantizeLinearI8").is_some_and(|n| *n > 0), "no static activation quantization in {ops:?}");
+    let kernels = int8.kernels();
+    assert!(kernels.iter().any(|k| k.contains("_i32_")), "no integer matmul kernel in {kernels:?}");
+    if let Ok(expected) = std::env::var("SIGLIPD_EXPECT_INT8_KERNEL") {
+        assert!(kernels.contains(&expected), "expected {expected} among {kernels:?}");
+    }
+    // the same check flags the dynamic form (so it can fail): its MatMulIntegers keep
+    // zero-point sums and per-call quantization
+    let dynamic = VisionEncoder::load(&Bundle::open(&fixtures().join("tiny-dyn")).unwrap(), Precision::Int8).unwrap();
+    let dyn_scaffolding = scaffolding(&dynamic.op_counts());
+    eprintln!("dynamic int8 scaffolding: {dyn_scaffolding:?}");
+    assert!(!dyn_scaffolding.is_empty(), "the dynamic form was expected to carry zero-point sums");
+
+    let mut worst = 1f32;
+    for img in &g.images {
+        let pixels = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let c = cosine(&int8.embed_raw(&pixels).unwrap(), &img.image_embeds);
+        worst = worst.min(c);
+        assert!(c >= 0.999, "{}: static int8 cosine {c} against the fp32 reference", img.file);
+    }
+    eprintln!("worst static int8 cosine: {worst:.5}");
 }

@@ -298,7 +298,229 @@ def quantize_weights_int8(model_proto):
     return stats
 
 
-FORM_NAMES = {"weight-only": "weight-only-qdq-per-channel", "dynamic": "dynamic-int8"}
+FORM_NAMES = {"weight-only": "weight-only-qdq-per-channel", "dynamic": "dynamic-int8", "static": "static-int8-compute"}
+# what each --int8-form is for: a *memory* form shrinks files and RAM but computes in fp32 in
+# tract; a *compute* form runs the weight matmuls on tract's integer kernels
+FORM_PURPOSE = {"weight-only": "memory", "dynamic": "compute", "static": "compute"}
+
+# static int8 compute form: calibration photos (the bundled sample photos, tests/fixtures/images)
+# and held-out photos that only check the result.  Activation scales come from the first list.
+FIXTURE_IMAGES = TOOLS_DIR.parent / "tests" / "fixtures" / "images"
+STATIC_CALIBRATION_PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "camera_gray.png"]
+STATIC_HELDOUT_PHOTOS = ["rocket.jpg", "coins.jpg"]  # fixtures, not used for calibration
+STATIC_HELDOUT_SKIMAGE = ["motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg"]
+STATIC_MIN_COSINE = 0.999  # image-embedding cosine vs fp32 every compute form must reach
+
+
+def fixture_check_images() -> list[Path]:
+    """Every other decodable image of tests/fixtures/images (odd sizes, EXIF rotations, palettes,
+    16-bit, alpha): the parity gate holds on all of them, as tests/parity.rs checks."""
+    from PIL import Image
+
+    out = []
+    for f in sorted(FIXTURE_IMAGES.iterdir()) if FIXTURE_IMAGES.is_dir() else []:
+        if f.name in STATIC_CALIBRATION_PHOTOS or f.name in STATIC_HELDOUT_PHOTOS:
+            continue
+        try:
+            with Image.open(f) as im:
+                im.convert("RGB")
+        except Exception:  # noqa: BLE001 - the deliberately broken fixtures
+            continue
+        out.append(f)
+    return out
+
+
+def weight_matmuls(graph) -> list[tuple[int, int]]:
+    """(node index, output axis of the weight) of every MatMul/Gemm whose B is a 2-D fp32
+    initializer (a Linear layer) and whose A is not a constant.  Attention matmuls (two
+    activations) and the MAP head's k/v in-projections (B = Transpose(Slice(in_proj_weight)),
+    0.23 of 17.7 GMAC at base size) are not matched and stay fp32."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    out = []
+    for k, node in enumerate(graph.node):
+        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+            continue
+        if node.input[1] not in inits or node.input[0] in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if w.ndim != 2 or w.dtype != np.float32:
+            continue
+        if node.op_type == "Gemm":
+            attrs = {a.name: a for a in node.attribute}
+            if attrs.get("transA") and attrs["transA"].i:
+                continue
+            if any(n in attrs and attrs[n].f != 1.0 for n in ("alpha", "beta")):
+                continue
+            out.append((k, 0 if (attrs.get("transB") and attrs["transB"].i) else 1))
+        else:
+            out.append((k, 1))
+    return out
+
+
+def calibrate_activations(model_proto, inp: str, batches, names: list[str]) -> dict[str, float]:
+    """Largest |value| of each named activation over the calibration inputs (onnxruntime, fp32)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model_proto)
+    have = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in have:
+            m.graph.output.append(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    absmax = {n: 0.0 for n in names}
+    for b in batches:
+        outs = sess.run(names, {inp: b})
+        for n, v in zip(names, outs):
+            absmax[n] = max(absmax[n], float(np.abs(v).max()))
+    return absmax
+
+
+def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[str], per_channel: bool = True):
+    """The static int8 compute form, in place.  Each weight MatMul/Gemm y = x·W (+ b) becomes
+
+        x_q = QuantizeLinear(x, s_x, zero_point = int8 0)      s_x = absmax(x) / 127, calibrated
+        y   = Cast(MatMulInteger(x_q, W_q), float) · (s_x · s_w)   (+ b)
+
+    with W_q symmetric int8 (per output channel: s_w is a vector over the output axis) and *no*
+    zero-point inputs to MatMulInteger: tract 0.23.9 then runs a bare i8×i8→i32 matmul, with
+    no zero-point row/column sums (`Reduce<Sum>`) and no per-call `DynamicQuantizeLinear`.
+    Nodes named in keep_float are left as they are."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model_proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    targets = dict(weight_matmuls(graph))
+    act_scales: dict[str, str] = {}
+    zp_name = "static_int8_zero_point"
+    graph.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.int8), zp_name))
+    new_nodes = []
+    stats = {"quantized": 0, "kept_fp32": 0, "kept_float_by_parity": 0}
+    for k, node in enumerate(graph.node):
+        if k not in targets:
+            if node.op_type in ("MatMul", "Gemm"):
+                stats["kept_fp32"] += 1
+            new_nodes.append(node)
+            continue
+        if node.name in keep_float or absmax.get(node.input[0], 0.0) <= 0.0:
+            stats["kept_fp32"] += 1
+            stats["kept_float_by_parity"] += node.name in keep_float
+            new_nodes.append(node)
+            continue
+        axis = targets[k]
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        if axis == 0:  # Gemm transB: W is [out, in]; MatMulInteger wants [in, out]
+            w = w.T
+        if per_channel:
+            wmax = np.abs(w).max(axis=0)
+        else:
+            wmax = np.full(w.shape[1], np.abs(w).max())
+        s_w = np.where(wmax > 0, wmax / 127.0, 1.0)
+        w_q = np.clip(np.round(w / s_w[None, :]), -127, 127).astype(np.int8)
+        x = node.input[0]
+        if x not in act_scales:
+            act_scales[x] = f"{node.name}_x_scale"
+            s_x = np.float32(absmax[x] / 127.0)
+            graph.initializer.append(numpy_helper.from_array(np.array(s_x, dtype=np.float32), act_scales[x]))
+            new_nodes.append(helper.make_node("QuantizeLinear", [x, act_scales[x], zp_name], [x + "_q"],
+                                              name=f"{node.name}_QuantizeLinear"))
+        s_x = float(np.float32(absmax[x] / 127.0))  # the value stored in the QuantizeLinear scale
+        out_scale = (s_x * s_w).astype(np.float32)
+        if not per_channel:
+            out_scale = np.array(out_scale[0], dtype=np.float32)
+        base = node.name
+        graph.initializer.extend([
+            numpy_helper.from_array(w_q, base + "_W_int8"),
+            numpy_helper.from_array(out_scale, base + "_out_scale"),
+        ])
+        y = node.output[0]
+        has_bias = node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]
+        new_nodes += [
+            helper.make_node("MatMulInteger", [x + "_q", base + "_W_int8"], [base + "_i32"], name=base + "_MatMulInteger"),
+            helper.make_node("Cast", [base + "_i32"], [base + "_f32"], name=base + "_Cast", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [base + "_f32", base + "_out_scale"], [base + "_scaled" if has_bias else y],
+                             name=base + "_Rescale"),
+        ]
+        if has_bias:
+            new_nodes.append(helper.make_node("Add", [base + "_scaled", node.input[2]], [y], name=base + "_Bias"))
+        stats["quantized"] += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    used = {i for n in graph.node for i in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    # the shapes recorded by the exporter stay valid; nothing else to fix up
+    return stats
+
+
+def quantize_static_int8(fp32_path: Path, out_path: Path, inp: str, calib, check, ref_check, min_cosine: float) -> dict:
+    """Builds the static int8 compute form of one tower and gates it on parity: the embedding
+    cosine vs fp32 (onnxruntime) on `check` (calibration + held-out inputs) must reach
+    min_cosine.  When it does not, the weight matmuls with the largest quantization error fall
+    back to float (1, 2, 4, … of them) until it does.  Returns stats incl. the float list."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    base = onnx.load(str(fp32_path))
+    names = sorted({base.graph.node[k].input[0] for k, _ in weight_matmuls(base.graph)})
+    absmax = calibrate_activations(base, inp, calib, names)
+
+    def build(keep_float):
+        m = onnx.ModelProto()
+        m.CopyFrom(base)
+        stats = static_int8_rewrite(m, absmax, set(keep_float))
+        return m, stats
+
+    def cosines(m, inputs, ref):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = np.concatenate([sess.run(None, {inp: b})[0] for b in inputs])
+        return cosine_rows(got.astype(np.float64), ref.astype(np.float64))
+
+    order: list[str] | None = None
+    keep: list[str] = []
+    n_float = 0
+    while True:
+        m, stats = build(keep)
+        onnx.checker.check_model(m)
+        cos = cosines(m, check, ref_check)
+        log(f"  static int8: {stats['quantized']} weight matmuls int8, {len(keep)} kept float for parity: "
+            f"cosine vs fp32 min {cos.min():.5f} mean {cos.mean():.5f}")
+        if cos.min() >= min_cosine or stats["quantized"] == 0:
+            break
+        if order is None:
+            # leave-one-out on the 3 worst inputs: the worst cosine with only that matmul in
+            # float; the matmuls whose float version helps most fall back first
+            worst = list(np.argsort(cos)[:3])
+            w_in, w_ref = [check[i] for i in worst], ref_check[worst]
+            gain = {}
+            for k, _ in weight_matmuls(base.graph):
+                node_name = base.graph.node[k].name
+                gain[node_name] = float(cosines(build([node_name])[0], w_in, w_ref).min())
+            order = sorted(gain, key=gain.get, reverse=True)
+            log(f"  static int8: most sensitive matmuls: {', '.join(f'{n} ({gain[n]:.5f})' for n in order[:4])}")
+        n_float = max(1, 2 * n_float)
+        if n_float > len(order):
+            keep = list(order)
+            continue
+        keep = order[:n_float]
+    onnx.save(m, str(out_path))
+    stats.update(cosine_min=float(cos.min()), cosine_mean=float(cos.mean()), kept_float=keep,
+                 activation_scales="per-tensor absmax/127 over the calibration inputs",
+                 weight_scales="per-output-channel absmax/127, symmetric")
+    return stats
+
+
 
 
 def quantize_dynamic_int8(fp32_path: Path, out_path: Path) -> dict:
@@ -550,6 +772,24 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         ref_img = Vision(model)(pixels).numpy()
         ref_txt = Text(model)(ids).numpy()
 
+    # static int8 compute form: calibration inputs (sample photos / prompts) and check inputs
+    # (calibration + held-out), as batches of one
+    static_inputs = {}
+    if int8_form == "static":
+        def photos(paths):
+            return [proc(images=[Image.open(p).convert("RGB")], return_tensors="np")["pixel_values"].astype(np.float32)
+                    for p in paths]
+        calib_px = photos([FIXTURE_IMAGES / n for n in STATIC_CALIBRATION_PHOTOS])
+        held_px = photos([FIXTURE_IMAGES / n for n in STATIC_HELDOUT_PHOTOS] + [data / n for n in STATIC_HELDOUT_SKIMAGE]
+                         + fixture_check_images())
+        def id_batch(texts):
+            return [np.array([tok(t, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True)["input_ids"]],
+                             dtype=np.int64) for t in texts]
+        static_inputs = {
+            "vision": (calib_px, calib_px + held_px),
+            "text": (id_batch(PROMPTS), id_batch(PROMPTS + TRICKY_STRINGS[:12])),
+        }
+
     files: dict[str, str] = {}
     results = {}
     for name, wrapper, inp, outp, dummy, ref in [
@@ -575,6 +815,10 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         int8 = out / f"{name}_int8.onnx"
         if int8_form == "dynamic":
             stats = quantize_dynamic_int8(fp32, int8)
+        elif int8_form == "static":
+            calib, check = static_inputs[name]
+            ref_check = np.concatenate([sess.run(None, {inp: b})[0] for b in check])
+            stats = quantize_static_int8(fp32, int8, inp, calib, check, ref_check, STATIC_MIN_COSINE)
         else:
             stats = quantize_weights_int8(m)
             onnx.checker.check_model(m)
@@ -584,8 +828,26 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         log(f"{int8.name}: {stats['quantized']} MatMul/Gemm weights int8, {stats['kept_fp32']} activation MatMuls fp32; "
             f"cosine vs fp32 min {cos.min():.5f} mean {cos.mean():.5f}")
         results[name] = {"int8_cosine_min": float(cos.min()), "int8_cosine_mean": float(cos.mean()), "fp32_max_abs_diff": diff}
+        if int8_form == "static":
+            results[name]["static"] = {
+                "purpose": FORM_PURPOSE[int8_form],
+                "calibration": (STATIC_CALIBRATION_PHOTOS if name == "vision" else "the sample prompts"),
+                "activation_scales": stats["activation_scales"],
+                "weight_scales": stats["weight_scales"],
+                "int8_matmuls": stats["quantized"],
+                "float_matmuls": stats["kept_fp32"],
+                "kept_float_for_parity": stats["kept_float"],
+                "cosine_vs_fp32_min": round(stats["cosine_min"], 6),
+                "checked_on": (STATIC_CALIBRATION_PHOTOS + STATIC_HELDOUT_PHOTOS + STATIC_HELDOUT_SKIMAGE
+                               + ["every other decodable tests/fixtures/images file"]
+                               if name == "vision" else "the sample prompts + 12 tokenizer test strings"),
+            }
         files[name] = {"fp32": fp32.name}
-        if cos.min() >= INT8_MIN_COSINE:
+        min_cos = STATIC_MIN_COSINE if int8_form == "static" else INT8_MIN_COSINE
+        if int8_form == "static" and cos.min() < min_cos:
+            # the gate above was met on the check set; the 4 reference photos must agree
+            raise RuntimeError(f"{name} static int8 cosine {cos.min():.5f} < {min_cos} on the reference photos")
+        if cos.min() >= min_cos:
             files[name]["int8"] = int8.name
         elif name == "vision":
             raise RuntimeError(f"vision int8 cosine {cos.min():.4f} < {INT8_MIN_COSINE}")
@@ -619,13 +881,16 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         "embed_dim": embed_dim,
         "logit_scale": float(model.logit_scale.item()),
         "logit_bias": float(model.logit_bias.item()),
-        "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": FORM_NAMES[int8_form]},
+        "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": FORM_NAMES[int8_form],
+                   **({"int8_static": results["vision"]["static"]} if int8_form == "static" else {})},
         "text": {"input": "input_ids", "output": "text_embeds", "files": files["text"]},
         "tokenizer": "tokenizer.json",
         "sha256": {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != "siglip.json"},
     }
     if "int8" in files["text"]:
         manifest["text"]["int8_form"] = FORM_NAMES[int8_form]
+        if int8_form == "static":
+            manifest["text"]["int8_static"] = results["text"]["static"]
     (out / "siglip.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     for f in sorted(out.iterdir()):
         log(f"  {f.name:20s} {f.stat().st_size:>12,d} bytes")
@@ -642,9 +907,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="torch seed for --random (default 0)")
     ap.add_argument("--out", required=True, help="bundle output directory")
     ap.add_argument("--checkpoint-out", help="with --random: keep the generated checkpoint here")
-    ap.add_argument("--int8-form", choices=["weight-only", "dynamic"], default="weight-only",
-                    help="weight-only: int8 weights expanded to fp32 in tract (4x smaller, same speed class as fp32); "
-                         "dynamic: MatMulInteger, fast on ARM CPUs with dot product (Pi 5, Orin), very slow on x86")
+    ap.add_argument("--int8-form", choices=["weight-only", "dynamic", "static"], default="weight-only",
+                    help="weight-only (memory form): int8 weights expanded to fp32 in tract (4x smaller files, about "
+                         "half the RAM, fp32 speed class); dynamic (compute form): MatMulInteger with per-call "
+                         "activation quantization, zero-point sums cost more than the integer matmuls save; "
+                         "static (compute form): MatMulInteger without zero points, activation scales calibrated "
+                         "on the sample photos, bare integer matmuls in tract, gated on cosine >= 0.999 vs fp32")
     args = ap.parse_args(argv)
     if args.checkpoint_out and not args.random:
         ap.error("--checkpoint-out only makes sense with --random")

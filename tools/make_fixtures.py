@@ -8,6 +8,7 @@ Writes
   tests/fixtures/tiny/             tiny random bundle   (export_model.py --random tiny --seed 0)
   tests/fixtures/tiny-checkpoint/  its save_pretrained checkpoint (source of truth for goldens)
   tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
+  tests/fixtures/tiny-static/      the same weights, int8 as the static int8 compute form
   tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
   tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
   tests/fixtures/images/rules/     one image per decoding/resizing rule (tools/input_rules.py)
@@ -138,6 +139,22 @@ def make_bundle() -> None:
     if rc:
         raise SystemExit(rc)
     make_dynamic_bundle()
+    make_static_bundle()
+
+
+def make_static_bundle() -> None:
+    """The same tiny weights in the static int8 compute form (export_model.py --int8-form static)."""
+    out = FIX / "tiny-static"
+    if out.exists():
+        shutil.rmtree(out)
+    cwd = os.getcwd()
+    os.chdir(REPO)  # a relative source path keeps the manifest independent of the checkout
+    try:
+        rc = em.main(["--from", "tests/fixtures/tiny-checkpoint", "--int8-form", "static", "--out", str(out)])
+    finally:
+        os.chdir(cwd)
+    if rc:
+        raise SystemExit(rc)
 
 
 def make_dynamic_bundle() -> None:

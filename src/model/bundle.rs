@@ -257,10 +257,10 @@ impl Bundle {
         self.manifest.text.is_some() && self.manifest.tokenizer.is_some()
     }
 
-    /// Resolves `auto`. The int8 form we ship (weight-only QDQ) is dequantized by tract at load
-    /// time and then runs fp32 arithmetic: it is never faster than fp32 and slightly less exact,
-    /// so `auto` prefers fp32 and falls back to whatever the bundle has. Returns the choice and
-    /// why it was made.
+    /// Resolves `auto`. `auto` picks a reduced form (int8) only from a `siglipd bench --save`
+    /// measurement on this CPU (`auto.json`) that found it the fastest *and* within the parity
+    /// gate (embedding cosine ≥ 0.999 against fp32, measured on this CPU); without one it
+    /// takes fp32, the exact form. Returns the choice and why it was made.
     pub fn resolve(&self, tower: Tower, choice: PrecisionChoice) -> Result<(Precision, &'static str), ModelError> {
         let available = self.precisions(tower);
         match choice {
@@ -269,17 +269,15 @@ impl Bundle {
             PrecisionChoice::Auto => {
                 if tower == Tower::Vision {
                     if let Some(c) = crate::model::auto::saved_choice(self).filter(|c| available.contains(&c.precision)) {
-                        return Ok((c.precision, "auto: measured fastest on this CPU by `siglipd bench --save`"));
+                        return Ok((c.precision, "auto: measured fastest and parity-checked on this CPU by `siglipd bench --save`"));
                     }
                 }
                 let form = self.spec(tower).and_then(|s| s.int8_form.clone()).unwrap_or_default();
                 let has_fp32 = available.contains(&Precision::Fp32);
-                if available.contains(&Precision::Int8) && form.starts_with("dynamic") && Self::cpu_has_int8_dot() {
-                    Ok((Precision::Int8, "auto: dynamic int8 runs on this CPU's dot-product int8 kernels"))
-                } else if has_fp32 && form.starts_with("dynamic") {
+                if has_fp32 && available.contains(&Precision::Int8) && Self::is_compute_form(&form) {
                     Ok((
                         Precision::Fp32,
-                        "auto: this CPU has no int8 dot-product instructions, where tract's int8 kernels are far slower than fp32",
+                        "auto: the int8 compute form has not been measured and parity-checked on this CPU (`siglipd bench --save` does both)",
                     ))
                 } else if has_fp32 {
                     Ok((Precision::Fp32, "auto: the int8 weights are expanded to fp32 for every matmul in tract, so fp32 is faster and exact (int8 saves memory; `siglipd bench --save` measures)"))
@@ -290,6 +288,12 @@ impl Bundle {
                 }
             }
         }
+    }
+
+    /// Whether an `int8_form` runs integer arithmetic in tract (`dynamic-int8`,
+    /// `static-int8-compute`) rather than only storing int8 weights (`weight-only-…`, a memory form).
+    pub fn is_compute_form(form: &str) -> bool {
+        form.starts_with("dynamic") || form.starts_with("static")
     }
 
     /// ARMv8.2 dot product (SDOT/UDOT), where tract's int8 matmul kernels beat fp32.

@@ -1,6 +1,8 @@
 //! The vision and text towers on tract: loaded once with concrete input shapes, optimized at
 //! load, and run with one reused state (no graph work per frame).
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -9,6 +11,18 @@ use super::bundle::{Bundle, ModelError, Precision, Tower};
 use crate::classify::l2_normalize;
 
 type Plan = TypedSimpleState;
+
+/// The time one node of the optimized plan took (mean over the profiled runs).
+#[derive(Debug, Clone)]
+pub struct NodeTime {
+    pub id: usize,
+    pub name: String,
+    /// The op's name in tract (`OptMatMul`, `QuantizeLinearI8`, `Reduce<Sum>`, …).
+    pub op: String,
+    /// tract's description of the node (for matmuls: kernel and packing).
+    pub info: Vec<String>,
+    pub ms: f64,
+}
 
 /// One optimized tower with a reusable execution state.
 struct Encoder {
@@ -87,6 +101,51 @@ impl Encoder {
             }
         }
         out
+    }
+
+    /// How many nodes of each op the optimized plan has (`OptMatMul`, `Reduce<Sum>`, …).
+    fn op_counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for node in self.state.model().nodes() {
+            *out.entry(node.op.name().to_string()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Runs the plan `runs` times timing every node; returns per-node times (ms, summed over
+    /// the runs) in plan order. The timing wraps tract's own per-node evaluation, so the plan
+    /// and the kernels are the ones `run` uses.
+    fn profile(&mut self, input: Tensor, runs: usize) -> Result<Vec<NodeTime>, ModelError> {
+        let tower = self.tower;
+        let fail = |e: TractError| ModelError::Inference { tower, reason: format!("{e:#}") };
+        let n = self.state.model().nodes().len();
+        let mut spent = vec![0f64; n];
+        let input: TValue = input.into();
+        for _ in 0..runs.max(1) {
+            self.state
+                .run_plan_with_eval(tvec!(input.clone()), |ctx, op_state, node, inputs| {
+                    let t = Instant::now();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    spent[node.id] += t.elapsed().as_secs_f64() * 1e3;
+                    r
+                })
+                .map_err(fail)?;
+        }
+        let model = self.state.model();
+        let order = model.eval_order().map_err(fail)?;
+        Ok(order
+            .into_iter()
+            .map(|id| {
+                let node = model.node(id);
+                NodeTime {
+                    id,
+                    name: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    info: node.op.info().unwrap_or_default(),
+                    ms: spent[id] / runs.max(1) as f64,
+                }
+            })
+            .collect())
     }
 
     fn run(&mut self, input: Tensor) -> Result<Vec<f32>, ModelError> {
@@ -179,13 +238,29 @@ impl VisionEncoder {
         self.enc.kernels()
     }
 
-    /// Raw (un-normalized) embedding of a `[3, S, S]` pixel tensor, as the model outputs it.
-    pub fn embed_raw(&mut self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+    /// Nodes per op in the optimized plan: shows whether int8 matmuls run bare (no
+    /// `Reduce<Sum>` zero-point sums, no `DynamicQuantizeLinear*`).
+    pub fn op_counts(&self) -> BTreeMap<String, usize> {
+        self.enc.op_counts()
+    }
+
+    /// Per-node timing of the optimized plan on a `[3, S, S]` pixel tensor (see `examples/profile.rs`).
+    pub fn profile(&mut self, pixels: &[f32], runs: usize) -> Result<Vec<NodeTime>, ModelError> {
+        let input = self.input(pixels)?;
+        self.enc.profile(input, runs)
+    }
+
+    fn input(&self, pixels: &[f32]) -> Result<Tensor, ModelError> {
         let s = self.size;
-        let input = Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| ModelError::Inference {
+        Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| ModelError::Inference {
             tower: Tower::Vision,
             reason: format!("pixel tensor of {} values for a {s}x{s} model: {e}", pixels.len()),
-        })?;
+        })
+    }
+
+    /// Raw (un-normalized) embedding of a `[3, S, S]` pixel tensor, as the model outputs it.
+    pub fn embed_raw(&mut self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let input = self.input(pixels)?;
         self.enc.run(input)
     }
 

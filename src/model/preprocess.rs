@@ -223,6 +223,11 @@ impl Preprocessor {
     pub fn load_file(&self, path: &Path) -> Result<Vec<f32>, ImageError> {
         Ok(self.pixels(&decode_file(path, self.max_pixels)?))
     }
+
+    /// Decoded and preprocessed in one step (`bench`'s parity check on the sample images).
+    pub fn load_bytes(&self, bytes: &[u8], what: &str) -> Result<Vec<f32>, ImageError> {
+        Ok(self.pixels(&decode(bytes, what, self.max_pixels)?))
+    }
 }
 
 // ---- Pillow's resampling (libImaging/Resample.c), 8 bits per channel --------------------------
