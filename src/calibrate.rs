@@ -90,12 +90,17 @@ fn solve_spd(mut a: Vec<Vec<f64>>, g: &[f64]) -> Vec<f64> {
     d
 }
 
-/// Fits `x` (rows of equal length) to `y` with inverse regularisation `c`.
+/// Fits `x` (rows of equal length) to `y` with inverse regularisation `c`; at least
+/// [`MIN_PER_CLASS`] examples of each class.
 pub fn fit(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<Fit, FitError> {
+    fit_min(x, y, c, MIN_PER_CLASS)
+}
+
+fn fit_min(x: &[Vec<f64>], y: &[bool], c: f64, min: usize) -> Result<Fit, FitError> {
     let pos = y.iter().filter(|v| **v).count();
     let neg = y.len() - pos;
-    if pos < MIN_PER_CLASS || neg < MIN_PER_CLASS {
-        return Err(FitError::TooFew { min: MIN_PER_CLASS, pos, neg });
+    if pos < min || neg < min {
+        return Err(FitError::TooFew { min, pos, neg });
     }
     let dim = x[0].len();
     if let Some(r) = x.iter().find(|r| r.len() != dim) {
@@ -145,7 +150,8 @@ pub fn fit(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<Fit, FitError> {
     Ok(Fit { weights: theta[..dim].to_vec(), intercept: theta[dim] })
 }
 
-/// Leave-one-out probabilities: example `i` scored by a model fitted without it. `features(i,
+/// Leave-one-out probabilities: example `i` scored by a model fitted without it (so with
+/// [`MIN_PER_CLASS`] of each class, a fold trains on one fewer; the L2 penalty keeps that sane). `features(i,
 /// train)` builds example `i`'s features from the training subset `train` (the mean positive
 /// and negative embeddings must not include the example being scored).
 pub fn leave_one_out(y: &[bool], c: f64, features: impl Fn(usize, &[usize]) -> Vec<f64>) -> Result<Vec<f64>, FitError> {
@@ -154,7 +160,7 @@ pub fn leave_one_out(y: &[bool], c: f64, features: impl Fn(usize, &[usize]) -> V
             let train: Vec<usize> = (0..y.len()).filter(|&i| i != held).collect();
             let xs: Vec<Vec<f64>> = train.iter().map(|&i| features(i, &train)).collect();
             let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-            Ok(fit(&xs, &ys, c)?.probability(&features(held, &train)))
+            Ok(fit_min(&xs, &ys, c, MIN_PER_CLASS - 1)?.probability(&features(held, &train)))
         })
         .collect()
 }

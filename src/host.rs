@@ -40,6 +40,12 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// The system clock as Unix seconds (0 before 1970). Published timestamps go through
+/// `daemon::schedule::WallClock`, which never goes backwards.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
 /// A path as users write it in a config file: `~/…` is the home directory (`$HOME`).
 pub fn expand_home(p: &Path) -> PathBuf {
     match p.strip_prefix("~") {

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod decide;
 pub mod embeddings;
 pub mod engine;
+pub mod examples;
 pub mod history;
 pub mod host;
 pub mod http;

@@ -102,6 +102,19 @@ pub struct LiveCamera {
     pub history: Mutex<Vec<crate::history::LabelHistory>>,
     /// Display names and slugs of the labels (config order), for history lookups.
     pub label_slugs: Vec<String>,
+    /// The last scored frame's image embeddings, one per crop region (the whole frame without
+    /// crops): what "mark this frame as an example" stores.
+    pub last_embeddings: Mutex<Option<Arc<Vec<Vec<f32>>>>>,
+    /// The labels' text side, for suggestions from examples (set once the model is loaded).
+    pub model: std::sync::OnceLock<LabelModel>,
+}
+
+/// What the web server needs of a camera's labels to judge examples.
+pub struct LabelModel {
+    pub labels: Vec<crate::embeddings::LabelEmbedding>,
+    pub calibration: crate::classify::Calibration,
+    /// Configured `on − off` per label.
+    pub gaps: Vec<f32>,
 }
 
 /// One camera in `/api/cameras` (the page's live view reads this shape; see http/PAGE.md).
@@ -258,6 +271,8 @@ impl Live {
                         health: Mutex::new(Health::default()),
                         history: Mutex::new(c.labels.iter().map(|_| Default::default()).collect()),
                         label_slugs: c.labels.iter().map(|l| l.slug.clone()).collect(),
+                        last_embeddings: Mutex::new(None),
+                        model: std::sync::OnceLock::new(),
                         latest: Mutex::new(Latest::default()),
                     })
                 })

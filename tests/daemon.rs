@@ -1075,3 +1075,88 @@ fn configs_that_would_panic_are_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Teaching by example: mark the frame shown as "this is cat" / "this is not cat" over the API,
+/// list and review the examples, get a suggestion once there are enough, delete one, and find
+/// them again after a restart (state directory).
+#[test]
+fn marked_examples_persist_and_drive_suggestions() {
+    let broker = Broker::start();
+    let images = images_dir();
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let cfg = custom_config(broker.port, "n1", state.path(), images.path(), &[("cam", &[("cat", 0.9)])], "")
+        .replace("[mqtt]", &format!("[http]\nbind = \"127.0.0.1:{web}\"\n[mqtt]"));
+    let base = format!("http://127.0.0.1:{web}/api/cameras/cam");
+    let call = |method: &str, url: &str, body: Option<&str>| -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let r = match (method, body) {
+            ("POST", Some(b)) => agent.post(url).header("content-type", "application/json").send(b),
+            ("DELETE", _) => agent.delete(url).call(),
+            _ => agent.get(url).call(),
+        };
+        match r {
+            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+            Err(_) => (0, vec![]), // not listening yet
+        }
+    };
+    let mut d = Daemon::start(&cfg);
+    let t = Instant::now();
+    // until a frame is scored, marking is refused with a clear 409
+    loop {
+        assert!(t.elapsed() < T && d.alive(), "{}", d.log());
+        match call("POST", &format!("{base}/examples"), Some(r#"{"label":"cat","positive":true}"#)) {
+            (201, _) => break,
+            (0..=499, _) => std::thread::sleep(Duration::from_millis(100)),
+            (s, b) => panic!("{s}: {}", String::from_utf8_lossy(&b)),
+        }
+    }
+    for positive in [true, true, false, false, false] {
+        std::thread::sleep(Duration::from_millis(200)); // another frame
+        let (s, b) = call("POST", &format!("{base}/examples"), Some(&format!(r#"{{"label":"cat","positive":{positive}}}"#)));
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    }
+    let (s, b) = call("GET", &format!("{base}/examples?label=cat"), None);
+    assert_eq!(s, 200);
+    let list: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 6);
+    let thumb = list[0]["thumbnail"].as_str().unwrap();
+    let (s, jpeg) = call("GET", &format!("http://127.0.0.1:{web}{thumb}"), None);
+    assert_eq!(s, 200);
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]));
+    assert!(image::load_from_memory(&jpeg).unwrap().width() <= 160);
+
+    let (s, b) = call("GET", &format!("{base}/suggest?label=cat&precision=0.5"), None);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let sug: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(
+        (sug["positives"].as_u64(), sug["negatives"].as_u64(), sug["enough"].as_bool()),
+        (Some(3), Some(3), Some(true)),
+        "{sug}"
+    );
+    assert!(sug["loo_precision"].is_number(), "{sug}");
+
+    // delete one: below 3 negatives nothing is suggested any more
+    let neg = list.as_array().unwrap().iter().find(|e| e["positive"] == false).unwrap()["id"].as_u64().unwrap();
+    assert_eq!(call("DELETE", &format!("{base}/examples/{neg}"), None).0, 204);
+    assert_eq!(call("DELETE", &format!("{base}/examples/{neg}"), None).0, 404);
+    let (_, b) = call("GET", &format!("{base}/suggest?label=cat"), None);
+    let sug: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(sug["enough"], false, "{sug}");
+    assert!(sug["on"].is_null());
+
+    // restart: the examples are still there
+    assert!(d.terminate().0);
+    let _d = Daemon::start(&cfg);
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < T, "examples not back after a restart");
+        if let (200, b) = call("GET", &format!("{base}/examples?label=cat"), None) {
+            let list: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            if list.as_array().is_some_and(|l| l.len() == 5) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -22,7 +22,7 @@ fn app(token: Option<&str>, limits: Limits) -> axum::Router {
     let bundle = Bundle::open(&fixtures().join("tiny")).unwrap();
     let engine = Engine::load(bundle, PrecisionChoice::Auto, true).unwrap();
     let c = Arc::new(Classifier::start(engine, &limits).unwrap());
-    router(Api { classifier: Some(c), limits, token: token.map(str::to_string), live: None, controls: None })
+    router(Api { classifier: Some(c), limits, token: token.map(str::to_string), live: None, controls: None, examples: None })
 }
 
 fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
@@ -192,7 +192,14 @@ fn live_config() -> Config {
 async fn live_view_endpoints_health_and_metrics() {
     let config = live_config();
     let live = Arc::new(Live::new(&config.cameras));
-    let app = router(Api { classifier: None, limits: Limits::default(), token: None, live: Some(live.clone()), controls: None });
+    let app = router(Api {
+        classifier: None,
+        limits: Limits::default(),
+        token: None,
+        live: Some(live.clone()),
+        controls: None,
+        examples: None,
+    });
 
     // nothing yet: camera offline, no frame, not ready
     let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;

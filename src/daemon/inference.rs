@@ -62,6 +62,9 @@ impl CameraRun {
     }
 }
 
+/// A scored frame: label scores, the decoded frame, each crop region's image embedding.
+type Scored = (Vec<f32>, RgbImage, Vec<Vec<f32>>);
+
 /// Why a frame was not scored.
 enum Skip {
     Failed { kind: &'static str, message: String },
@@ -186,8 +189,10 @@ impl Inference {
         }
         let started = Instant::now();
         match self.score(i, &frame) {
-            Ok((scores, img)) => {
+            Ok((scores, img, embeddings)) => {
                 self.note_success(i);
+                // moved, for the page's "mark this frame" (examples)
+                *self.cams[i].live.last_embeddings.lock().unwrap() = Some(Arc::new(embeddings));
                 self.publish(i, &scores, started.elapsed(), frame, &img);
             }
             Err(Skip::Unchanged) => {
@@ -198,7 +203,8 @@ impl Inference {
     }
 
     /// Decode → change gate → each crop region through the vision tower → label scores.
-    fn score(&mut self, i: usize, frame: &Frame) -> Result<(Vec<f32>, RgbImage), Skip> {
+    /// Returns the label scores, the decoded frame and each region's image embedding.
+    fn score(&mut self, i: usize, frame: &Frame) -> Result<Scored, Skip> {
         let cam = &mut self.cams[i];
         let img = match &frame.payload {
             Payload::Encoded(bytes) => preprocess::decode(bytes, &frame.origin, self.engine.pre.max_pixels)
@@ -220,6 +226,7 @@ impl Inference {
         let mut scores = vec![0f32; cam.labels.len()];
         let whole = [[0.0, 0.0, 1.0, 1.0]];
         let regions: &[[f64; 4]] = if cam.cfg.crops.is_empty() { &whole } else { &cam.cfg.crops };
+        let mut embeddings = Vec::with_capacity(regions.len());
         for r in regions {
             let part;
             let view = if cam.cfg.crops.is_empty() {
@@ -235,9 +242,10 @@ impl Inference {
             for (s, l) in scores.iter_mut().zip(&cam.labels) {
                 *s = s.max(label_score(&cal, &emb, l));
             }
+            embeddings.push(emb);
         }
         cam.last_run = Some(now);
-        Ok((scores, img))
+        Ok((scores, img, embeddings))
     }
 
     fn note_success(&mut self, i: usize) {

@@ -236,11 +236,15 @@ impl Running {
                 watchdog: cfg.watchdog,
             };
             sources.push(source::spawn(cfg, ctx).context("cannot start a source thread")?);
+            let gaps = cfg.labels.iter().map(|l| l.on - l.off).collect();
+            let _ = live_cam.model.set(crate::live::LabelModel { labels: labels.clone(), calibration: engine.calibration, gaps });
             cams.push(CameraRun::new(cfg, slot, labels, live_cam.clone()));
         }
         let (http_stop, jobs) = match &config.http {
             Some(h) => {
-                let (stop, jobs) = start_http(h, &engine, rt, &live, &controls, &bell);
+                let examples =
+                    Arc::new(std::sync::Mutex::new(crate::examples::ExampleStore::load(state.clone(), &vision_sha256(&engine))));
+                let (stop, jobs) = start_http(h, &engine, rt, &live, &controls, &bell, examples);
                 (Some(stop), jobs)
             }
             None => (None, None),
@@ -324,6 +328,18 @@ fn open_state(config: &Config) -> Option<StateDir> {
     }
 }
 
+/// sha256 of the running vision tower file: what examples' embeddings are bound to.
+fn vision_sha256(engine: &Engine) -> String {
+    let b = &engine.bundle;
+    let file = b.tower_spec(crate::model::Tower::Vision).and_then(|s| s.files.get(engine.precision.as_str())).cloned();
+    match file {
+        Some(f) => {
+            b.manifest.sha256.get(&f).cloned().or_else(|| crate::model::bundle::sha256_file(&b.dir.join(&f)).ok()).unwrap_or_default()
+        }
+        None => String::new(),
+    }
+}
+
 type StartedSinks = (Sinks, Option<Mqtt>, Option<std::thread::JoinHandle<()>>);
 
 fn start_sinks(
@@ -371,6 +387,7 @@ fn start_http(
     live: &Arc<Live>,
     controls: &Arc<Controls>,
     bell: &Arc<Doorbell>,
+    examples: Arc<std::sync::Mutex<crate::examples::ExampleStore>>,
 ) -> (tokio::sync::oneshot::Sender<()>, Option<Receiver<crate::http::Job>>) {
     let limits = crate::http::Limits { max_upload_bytes: h.max_upload_bytes, max_labels: h.max_labels, ..Default::default() };
     let (classifier, jobs) = if h.demo && engine.bundle.has_text() {
@@ -388,6 +405,7 @@ fn start_http(
         token: h.token.clone(),
         live: Some(live.clone()),
         controls: Some(controls.clone()),
+        examples: Some(examples),
     });
     let addr = h.bind;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,5 +1,5 @@
 //! Which camera the inference thread scores next, and the wall clock it stamps results with.
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Fair turns across cameras: a camera is *eligible* when it is due (its last turn plus its
 /// interval has passed: never faster than configured) and has a frame waiting; among eligible
@@ -93,7 +93,7 @@ impl WallClock {
 
 /// The system clock as Unix seconds (0 before 1970).
 pub fn system_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    crate::host::unix_now()
 }
 
 /// Warn once when a camera is scored this late: the board cannot keep up with its rate.
