@@ -21,7 +21,7 @@ fn app() -> axum::Router {
     let engine = Engine::load(bundle, PrecisionChoice::Auto, true).unwrap();
     let limits = Limits::default();
     let c = Arc::new(Classifier::start(engine, &limits).unwrap());
-    router(Api { classifier: Some(c), limits, token: None, live: None, controls: None, examples: None })
+    router(Api { classifier: Some(c), limits, token: None, live: None, controls: None, examples: None, sinks: None })
 }
 
 async fn classify(app: &axum::Router, image: &str) -> (StatusCode, serde_json::Value, String) {

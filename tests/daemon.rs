@@ -1100,6 +1100,7 @@ fn marked_examples_persist_and_drive_suggestions() {
             Err(_) => (0, vec![]), // not listening yet
         }
     };
+    let mut sub = Sub::new(broker.port);
     let mut d = Daemon::start(&cfg);
     let t = Instant::now();
     // until a frame is scored, marking is refused with a clear 409
@@ -1145,9 +1146,20 @@ fn marked_examples_persist_and_drive_suggestions() {
     assert_eq!(sug["enough"], false, "{sug}");
     assert!(sug["on"].is_null());
 
-    // restart: the examples are still there
+    // "apply" from the page: the same as the MQTT command (gap kept, published, persisted)
+    let (s, b) = call("POST", &format!("{base}/thresholds"), Some(r#"{"label":"cat","on":0.42}"#));
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let t: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert!((t["off"].as_f64().unwrap() - 0.32).abs() < 1e-6, "{t}");
+    sub.wait("threshold published", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.42");
+    assert_eq!(call("POST", &format!("{base}/thresholds"), Some(r#"{"label":"cat","on":1.5}"#)).0, 400);
+
+    // restart: the examples are still there, and so is the threshold applied on the page
+    std::thread::sleep(Duration::from_millis(300));
     assert!(d.terminate().0);
     let _d = Daemon::start(&cfg);
+    let mut late = Sub::new(broker.port);
+    late.wait("applied threshold kept", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.42");
     let t = Instant::now();
     loop {
         assert!(t.elapsed() < T, "examples not back after a restart");

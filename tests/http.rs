@@ -22,7 +22,15 @@ fn app(token: Option<&str>, limits: Limits) -> axum::Router {
     let bundle = Bundle::open(&fixtures().join("tiny")).unwrap();
     let engine = Engine::load(bundle, PrecisionChoice::Auto, true).unwrap();
     let c = Arc::new(Classifier::start(engine, &limits).unwrap());
-    router(Api { classifier: Some(c), limits, token: token.map(str::to_string), live: None, controls: None, examples: None })
+    router(Api {
+        classifier: Some(c),
+        limits,
+        token: token.map(str::to_string),
+        live: None,
+        controls: None,
+        examples: None,
+        sinks: None,
+    })
 }
 
 fn multipart(fields: &[(&str, &[u8])]) -> (String, Vec<u8>) {
@@ -199,6 +207,7 @@ async fn live_view_endpoints_health_and_metrics() {
         live: Some(live.clone()),
         controls: None,
         examples: None,
+        sinks: None,
     });
 
     // nothing yet: camera offline, no frame, not ready

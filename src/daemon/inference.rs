@@ -10,7 +10,7 @@ use image::RgbImage;
 use tracing::{debug, info, warn};
 
 use super::schedule::{falling_behind, Scheduler, WallClock};
-use super::{crop, label_score, mean_abs_diff, snapshot_jpeg, thumbnail, Sinks};
+use super::{crop, label_score, mean_abs_diff, snapshot_jpeg, thumbnail};
 use crate::config::CameraConfig;
 use crate::control::Controls;
 use crate::decide::{Change, EventKind, LabelState};
@@ -18,6 +18,7 @@ use crate::embeddings::LabelEmbedding;
 use crate::engine::Engine;
 use crate::live::{Live, LiveCamera};
 use crate::model::preprocess;
+use crate::sink::Sinks;
 use crate::sink::{EventMsg, Output, StateMsg, TopLabel};
 use crate::source::{Frame, Payload, Slot};
 

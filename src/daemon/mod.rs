@@ -28,7 +28,7 @@ use crate::engine::Engine;
 use crate::live::Live;
 use crate::model::Bundle;
 use crate::signals::{Signals, Stop};
-use crate::sink::{mqtt::Mqtt, DropQueue, Output};
+use crate::sink::{mqtt::Mqtt, DropQueue, Output, Sinks};
 use crate::source::{self, Doorbell, Payload, Slot, SourceCtx, Status};
 use crate::state::StateDir;
 
@@ -41,21 +41,6 @@ use inference::{CameraRun, Inference};
 /// mid-frame on a slow board; process teardown after it is bounded too (`finish`), so the
 /// README's 2 s hold (measured with the base-size model: README "Signals").
 pub const STOP_BUDGET: Duration = Duration::from_millis(1400);
-
-/// Fans outputs out to every sink without blocking.
-#[derive(Clone, Default)]
-pub struct Sinks(Vec<Arc<DropQueue<Output>>>);
-
-impl Sinks {
-    pub fn send(&self, o: Output) {
-        if let Some((last, rest)) = self.0.split_last() {
-            for q in rest {
-                q.push(o.clone());
-            }
-            last.push(o);
-        }
-    }
-}
 
 /// One label's score: sigmoid of the (ensembled) prompt, damped by the strongest negative
 /// prompt: `p_pos · (1 − max p_neg)`.
@@ -244,7 +229,9 @@ impl Running {
             Some(h) => {
                 let examples =
                     Arc::new(std::sync::Mutex::new(crate::examples::ExampleStore::load(state.clone(), &vision_sha256(&engine))));
-                let (stop, jobs) = start_http(h, &engine, rt, &live, &controls, &bell, examples);
+                let parts =
+                    HttpParts { live: live.clone(), controls: controls.clone(), bell: bell.clone(), examples, sinks: sinks.clone() };
+                let (stop, jobs) = start_http(h, &engine, rt, parts);
                 (Some(stop), jobs)
             }
             None => (None, None),
@@ -355,7 +342,7 @@ fn start_sinks(
         Some(m) => {
             let _guard = rt.enter();
             let mqtt = Mqtt::start(m, &config.cameras, controls.clone(), state.cloned())?;
-            sinks.0.push(mqtt.queue.clone());
+            sinks.add(mqtt.queue.clone());
             let (connected, drops) = mqtt.probes();
             *live.mqtt_connected.lock().unwrap() = Some(connected);
             *live.publish_drops.lock().unwrap() = Some(drops);
@@ -366,12 +353,12 @@ fn start_sinks(
     };
     let stdout_sink = if config.stdout {
         let q = Arc::new(DropQueue::new(1000));
-        sinks.0.push(q.clone());
+        sinks.add(q.clone());
         Some(crate::sink::stdout::spawn(q, shutdown.clone()))
     } else {
         None
     };
-    if sinks.0.is_empty() {
+    if sinks.is_empty() {
         warn!("no [mqtt] section and output.stdout = false: results go nowhere but the debug log");
     }
     Ok((sinks, mqtt, stdout_sink))
@@ -380,15 +367,22 @@ fn start_sinks(
 /// Starts the web page + API on the daemon's runtime. A port that cannot be bound is logged
 /// and the daemon runs on without it (MQTT is the main job). Returns the server's stop switch
 /// and the upload queue the inference thread serves, if uploads are on.
+/// What the web server shares with the pipeline.
+struct HttpParts {
+    live: Arc<Live>,
+    controls: Arc<Controls>,
+    bell: Arc<Doorbell>,
+    examples: Arc<std::sync::Mutex<crate::examples::ExampleStore>>,
+    sinks: Sinks,
+}
+
 fn start_http(
     h: &HttpConfig,
     engine: &Engine,
     rt: &tokio::runtime::Runtime,
-    live: &Arc<Live>,
-    controls: &Arc<Controls>,
-    bell: &Arc<Doorbell>,
-    examples: Arc<std::sync::Mutex<crate::examples::ExampleStore>>,
+    parts: HttpParts,
 ) -> (tokio::sync::oneshot::Sender<()>, Option<Receiver<crate::http::Job>>) {
+    let HttpParts { live, controls, bell, examples, sinks } = parts;
     let limits = crate::http::Limits { max_upload_bytes: h.max_upload_bytes, max_labels: h.max_labels, ..Default::default() };
     let (classifier, jobs) = if h.demo && engine.bundle.has_text() {
         let (c, rx) = crate::http::Classifier::attach(engine, &limits, Some(bell.clone()));
@@ -403,9 +397,10 @@ fn start_http(
         classifier,
         limits,
         token: h.token.clone(),
-        live: Some(live.clone()),
-        controls: Some(controls.clone()),
+        live: Some(live),
+        controls: Some(controls),
         examples: Some(examples),
+        sinks: Some(sinks),
     });
     let addr = h.bind;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

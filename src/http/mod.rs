@@ -219,6 +219,8 @@ pub struct Api {
     pub controls: Option<Arc<Controls>>,
     /// Marked examples (`run` with a state directory); None for `serve`.
     pub examples: Option<Arc<std::sync::Mutex<crate::examples::ExampleStore>>>,
+    /// Where a threshold set on the page is announced (MQTT, so Home Assistant shows it).
+    pub sinks: Option<crate::sink::Sinks>,
 }
 
 #[derive(Clone)]
@@ -242,6 +244,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/cameras/{id}/examples/{n}", axum::routing::delete(examples_delete_handler))
         .route("/api/cameras/{id}/examples/{n}/thumbnail.jpg", get(examples_thumbnail_handler))
         .route("/api/cameras/{id}/suggest", get(suggest_handler))
+        .route("/api/cameras/{id}/thresholds", post(threshold_handler))
         .route("/metrics", get(metrics_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -524,6 +527,44 @@ async fn suggest_handler(
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThresholdRequest {
+    label: String,
+    on: f32,
+}
+
+#[derive(serde::Serialize)]
+struct ThresholdView {
+    on: f32,
+    off: f32,
+}
+
+/// `POST /api/cameras/<id>/thresholds {"label","on"}`: what the page's "apply" does — the same
+/// as `…/threshold/set` over MQTT: `off` follows at the configured gap, the value persists in the
+/// state directory and is published on `…/<label>/threshold` (Home Assistant's number follows).
+async fn threshold_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(t): Json<ThresholdRequest>,
+) -> Result<Json<ThresholdView>, ApiError> {
+    let cam = find_camera(&s, &id)?;
+    let i = cam
+        .label_index(&t.label)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", t.label)))?;
+    if !(0.0..=1.0).contains(&t.on) {
+        return Err(bad(format!("on is {}, must be from 0 to 1", t.on)));
+    }
+    let controls = s.api.controls.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no cameras here".into()))?;
+    let slug = cam.label_slugs[i].clone();
+    let now = controls.set_threshold(&id, &slug, t.on).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no label {slug:?}")))?;
+    info!(camera = %id, label = %slug, on = now.on, off = now.off, "threshold set on the web page");
+    if let Some(sinks) = &s.api.sinks {
+        sinks.send(crate::sink::Output::Threshold { camera: id, label: slug, on: now.on });
+    }
+    Ok(Json(ThresholdView { on: now.on, off: now.off }))
+}
+
 /// The last scored frame as JPEG. JPEG sources are passed through untouched; others are
 /// encoded here, on a blocking thread, only when someone looks.
 async fn camera_frame_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -770,7 +811,7 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> anyhow::Result<()> 
 pub fn serve(engine: Engine, addr: SocketAddr, token: Option<String>, limits: Limits) -> anyhow::Result<()> {
     check_bind(&addr, token.as_deref())?;
     let classifier = Some(Arc::new(Classifier::start(engine, &limits)?));
-    let app = router(Api { classifier, limits, token, live: None, controls: None, examples: None });
+    let app = router(Api { classifier, limits, token, live: None, controls: None, examples: None, sinks: None });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let mut signals = crate::signals::Signals::install().context("cannot install signal handlers")?;

@@ -70,12 +70,41 @@ pub enum Output {
         camera: String,
         online: bool,
     },
+    /// A label's on-threshold was set from the page (MQTT acknowledges its own commands).
+    Threshold {
+        camera: String,
+        label: String,
+        on: f32,
+    },
     /// JPEG of the frame that turned a label ON.
     Snapshot {
         camera: String,
         label: String,
         jpeg: Vec<u8>,
     },
+}
+
+/// Fans outputs out to every sink without blocking (the inference thread, the web server).
+#[derive(Clone, Default)]
+pub struct Sinks(Vec<std::sync::Arc<DropQueue<Output>>>);
+
+impl Sinks {
+    pub fn add(&mut self, q: std::sync::Arc<DropQueue<Output>>) {
+        self.0.push(q);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn send(&self, o: Output) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for q in rest {
+                q.push(o.clone());
+            }
+            last.push(o);
+        }
+    }
 }
 
 /// Bounded queue where the producer never blocks: when full, the oldest entry is dropped.

@@ -429,6 +429,9 @@ async fn publisher(s: Arc<Shared>, queue: Arc<DropQueue<Output>>, pending_cap: u
                 Output::Status { camera, online } => {
                     ("status", format!("{}/{camera}/status", s.base), if online { ONLINE } else { OFFLINE }.into(), true)
                 }
+                Output::Threshold { camera, label, on } => {
+                    ("control", format!("{}/{camera}/{label}/threshold", s.base), fmt_threshold(on).into_bytes(), true)
+                }
                 Output::Snapshot { camera, label, jpeg } => ("snapshot", format!("{}/{camera}/{label}/snapshot", s.base), jpeg, true),
                 Output::Event(e) => ("event", events_topic.clone(), serde_json::to_vec(&e).expect("event serializes"), false),
             };

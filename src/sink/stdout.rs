@@ -49,7 +49,7 @@ fn line(o: &Output) -> Option<String> {
         Output::Label { camera, label, on } => Line::Label { camera, label, state: if *on { "ON" } else { "OFF" } },
         Output::Event(event) => Line::Event { event },
         Output::Status { camera, online } => Line::Status { camera, status: if *online { "online" } else { "offline" } },
-        Output::Snapshot { .. } => return None,
+        Output::Snapshot { .. } | Output::Threshold { .. } => return None,
     };
     serde_json::to_string(&l).ok()
 }

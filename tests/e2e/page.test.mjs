@@ -683,6 +683,8 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
           `embeddings = ${JSON.stringify(path.join(tmp, 'emb.json'))}`,
           '[output]',
           'stdout = false',
+          '[state]',
+          `dir = ${JSON.stringify(path.join(tmp, 'state'))}`,
           '[http]',
           `bind = "127.0.0.1:${port}"`,
           '[[camera]]',
@@ -773,6 +775,31 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
       assert.equal(api.label, 'rocket');
       assert.ok(api.points.length >= Number(await chart.getAttribute('data-points')), 'the chart shows what the API has');
       assert.ok(Math.abs(api.on - 0.5) < 1e-6 && Math.abs(api.off - 0.4) < 1e-6, JSON.stringify(api));
+
+      // teaching by example: mark frames, see the count rise and a suggestion appear, apply it
+      const sug = card.locator('details.hist p.sug');
+      await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] details.hist button.mark')?.textContent === 'This is rocket');
+      for (const [i, which] of ['true', 'true', 'true', 'false', 'false', 'false'].entries()) {
+        await card.locator(`details.hist button.mark[data-positive="${which}"]`).click();
+        const yes = which === 'true' ? i + 1 : 3;
+        const no = which === 'true' ? 0 : i - 2;
+        await page.waitForFunction(
+          (want) => document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent.startsWith(want),
+          `${yes} marked yes, ${no} no.`,
+        );
+        await page.waitForTimeout(350); // the next frame
+      }
+      const text = await sug.textContent();
+      assert.ok(/Suggested on 0\.\d{3}|No threshold reaches/.test(text), text);
+      const examples = await (await fetch(`${srv.url}/api/cameras/porch/examples?label=rocket`)).json();
+      assert.equal(examples.length, 6);
+      if (await card.locator('details.hist button.apply').isVisible()) {
+        const want = Number(await card.locator('details.hist button.apply').getAttribute('data-on'));
+        await card.locator('details.hist button.apply').click();
+        await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent.startsWith('Applied'));
+        const h = await (await fetch(`${srv.url}/api/cameras/porch/history?label=rocket`)).json();
+        assert.ok(Math.abs(h.on - want) < 1e-3, `applied ${want}, in force ${h.on}`);
+      }
 
       // the page keeps polling and the frame follows the state
       const firstSrc = src;
