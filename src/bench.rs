@@ -93,14 +93,26 @@ fn flops_per_cycle() -> Option<(f64, String)> {
     None
 }
 
-/// Peak resident memory of this process so far, in MB.
+/// Peak resident memory of this process so far, in MB: the high-water mark of this program's
+/// own address space (`VmHWM`). `getrusage`'s `ru_maxrss` survives `exec`, so a child started
+/// by a big process (`tools/compare_ort.py` after onnxruntime loaded the model) would report its
+/// parent's peak; it is only the fallback where /proc is missing.
 pub fn peak_rss_mb() -> f64 {
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(vm_hwm_kb) {
+        return kb as f64 / 1024.0;
+    }
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes into the struct we own
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return f64::NAN;
     }
     ru.ru_maxrss as f64 / 1024.0 // KiB on Linux
+}
+
+/// `VmHWM` in kB from /proc/<pid>/status text.
+fn vm_hwm_kb(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Sets tract's matrix-multiply executor for this process: `n` threads (1 = none).
@@ -332,6 +344,13 @@ mod tests {
             probe: vec![],
             parity_cosine: Some(if p == Precision::Fp32 { 1.0 } else { 0.9995 }),
         }
+    }
+
+    #[test]
+    fn peak_rss_reads_vm_hwm() {
+        assert_eq!(vm_hwm_kb("Name:\tx\nVmPeak:\t  9 kB\nVmHWM:\t  383336 kB\nVmRSS:\t1 kB\n"), Some(383_336));
+        assert_eq!(vm_hwm_kb("Name:\tx\n"), None);
+        assert!(peak_rss_mb() > 1.0);
     }
 
     #[test]
