@@ -278,19 +278,30 @@ fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer(&mut out, &results)?;
-        writeln!(out)?;
-    } else {
-        write_table(&mut out, &results, engine.vision.precision.as_str())?;
+    // a reader that closed the pipe (`| head`) is not an error; failed images still are
+    if let Err(e) = write_results(&results, args.json, engine.vision.precision.as_str()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
     }
-    out.flush()?;
     if failed > 0 {
         error!("{failed} of {} images could not be classified", names.len());
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Results on stdout: one JSON document, or the table. The JSON is rendered first, so a closed
+/// pipe arrives as an `io::Error` (serde_json would hide its kind).
+fn write_results(results: &[ImageResult], json: bool, precision: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string(results).map_err(std::io::Error::other)?;
+        writeln!(out, "{text}")?;
+    } else {
+        write_table(&mut out, results, precision)?;
+    }
+    out.flush()
 }
 
 fn write_table(out: &mut impl Write, results: &[ImageResult], precision: &str) -> std::io::Result<()> {

@@ -439,6 +439,33 @@ struct Ctx<'a> {
     base: &'a Path,
 }
 
+/// A number as a user wants to read it back: `1e300`, not 301 digits.
+fn short(v: f64) -> String {
+    if v.is_finite() && (v.abs() >= 1e9 || (v != 0.0 && v.abs() < 1e-6)) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// A topic prefix MQTT and Home Assistant can use: no wildcards, no empty level, no leading `$`
+/// (brokers reserve `$SYS`), no spaces.
+fn topic_prefix_problem(p: &str) -> Option<&'static str> {
+    if p.is_empty() {
+        Some("is empty")
+    } else if p.contains(['+', '#']) {
+        Some("contains an MQTT wildcard (+ or #)")
+    } else if p.split('/').any(str::is_empty) {
+        Some("has an empty topic level (//)")
+    } else if p.starts_with('$') {
+        Some("starts with $, which brokers reserve ($SYS)")
+    } else if p.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
+    } else {
+        None
+    }
+}
+
 /// Upper bound of every duration key: a month. Far beyond any sensible hold or timeout, far
 /// below what `Duration` and `Instant` arithmetic can hold.
 const MAX_SECONDS: f64 = 30.0 * 86_400.0;
@@ -464,7 +491,7 @@ impl Ctx<'_> {
         if v.is_finite() && v >= min && v <= max {
             Ok(Duration::from_secs_f64(v))
         } else {
-            Err(self.invalid(key, format!("is {v} s, must be a number of seconds from {min} to {max}"), None))
+            Err(self.invalid(key, format!("is {} s, must be a number of seconds from {min} to {max}", short(v)), None))
         }
     }
 
@@ -531,8 +558,11 @@ fn validate_mqtt(ctx: &Ctx, m: RawMqtt) -> Result<MqttConfig, ConfigError> {
     let node = crate::ids::slug(&node_id)
         .ok_or_else(|| ctx.invalid("mqtt.node_id", format!("{node_id:?} has no letters or digits"), None))?;
     let prefix = m.prefix.trim_matches('/').to_string();
-    if prefix.is_empty() || prefix.contains(['+', '#']) {
-        return Err(ctx.invalid("mqtt.prefix", format!("{:?} is not a usable topic prefix", m.prefix), Some("e.g. \"siglipd\"")));
+    if let Some(why) = topic_prefix_problem(&prefix) {
+        return Err(ctx.invalid("mqtt.prefix", format!("{:?} {why}", m.prefix), Some("e.g. \"siglipd\"")));
+    }
+    if m.port == 0 {
+        return Err(ctx.invalid("mqtt.port", "is 0, must be a TCP port from 1 to 65535", Some("1883, or 8883 for TLS")));
     }
     if m.qos > 2 {
         return Err(ctx.invalid("mqtt.qos", format!("is {}, must be 0, 1 or 2", m.qos), None));
@@ -550,10 +580,10 @@ fn validate_mqtt(ctx: &Ctx, m: RawMqtt) -> Result<MqttConfig, ConfigError> {
     };
     let tls = m.tls.map(|t| validate_tls(ctx, t)).transpose()?;
     let discovery = m.discovery.then(|| m.discovery_prefix.trim_matches('/').to_string());
-    if discovery.as_deref().is_some_and(|p| p.is_empty() || p.contains(['+', '#'])) {
+    if let Some(why) = discovery.as_deref().and_then(topic_prefix_problem) {
         return Err(ctx.invalid(
             "mqtt.discovery_prefix",
-            format!("{:?} is not a usable topic prefix", m.discovery_prefix),
+            format!("{:?} {why}", m.discovery_prefix),
             Some("Home Assistant's default is \"homeassistant\""),
         ));
     }
@@ -617,11 +647,12 @@ fn validate_camera(ctx: &Ctx, ci: usize, c: RawCamera) -> Result<CameraConfig, C
     let source = validate_source(ctx, ci, c.source)?;
     for (ri, r) in c.crop.iter().enumerate() {
         let [x, y, w, h] = *r;
+        // at least 1 % of the frame each way: smaller would be a few pixels of any camera
         let ok = r.iter().all(|v| v.is_finite())
             && x >= 0.0
             && y >= 0.0
-            && w > 0.0
-            && h > 0.0
+            && w >= 0.01
+            && h >= 0.01
             && x + w <= 1.0 + 1e-9
             && y + h <= 1.0 + 1e-9;
         if !ok {
@@ -737,8 +768,11 @@ fn validate_label(ctx: &Ctx, ci: usize, li: usize, l: RawLabel, template: &Templ
         ));
     }
     let prompts = if l.prompts.is_empty() { vec![template.apply(&name)] } else { l.prompts };
-    if let Some(p) = prompts.iter().chain(&l.negative).find(|p| p.trim().is_empty()) {
+    if let Some(p) = prompts.iter().find(|p| p.trim().is_empty()) {
         return Err(ctx.invalid(lkey("prompts"), format!("has a blank prompt {p:?}"), None));
+    }
+    if let Some(p) = l.negative.iter().find(|p| p.trim().is_empty()) {
+        return Err(ctx.invalid(lkey("negative"), format!("has a blank prompt {p:?}"), None));
     }
     if let Some(p) = prompts.iter().chain(&l.negative).find(|p| p.chars().count() > 4 * MAX_LABEL_CHARS) {
         return Err(ctx.invalid(
@@ -747,9 +781,12 @@ fn validate_label(ctx: &Ctx, ci: usize, li: usize, l: RawLabel, template: &Templ
             Some("the model reads only the first 64 tokens"),
         ));
     }
-    let off = l.off.unwrap_or((l.on - 0.1).max(0.0));
     let ok = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
-    if !ok(l.on) || !ok(off) || off > l.on {
+    if !ok(l.on) {
+        return Err(ctx.invalid(lkey("on"), format!("is {}, must be a score from 0 to 1", l.on), None));
+    }
+    let off = l.off.unwrap_or((l.on - 0.1).max(0.0));
+    if !ok(off) || off > l.on {
         return Err(ctx.invalid(lkey("off"), format!("thresholds must satisfy 0 <= off ({off}) <= on ({}) <= 1", l.on), None));
     }
     Ok(LabelConfig {
@@ -788,8 +825,12 @@ fn validate_http(ctx: &Ctx, h: RawHttp) -> Result<HttpConfig, ConfigError> {
             Some("set http.token or http.token_file; cameras are private"),
         ));
     }
-    if !(h.max_upload_mib > 0.0 && h.max_upload_mib <= 1024.0) {
-        return Err(ctx.invalid("http.max_upload_mib", format!("is {} MiB, must be in (0, 1024]", h.max_upload_mib), None));
+    if !(h.max_upload_mib >= 1.0 / 1024.0 && h.max_upload_mib <= 1024.0) {
+        return Err(ctx.invalid(
+            "http.max_upload_mib",
+            format!("is {} MiB, must be from 1/1024 (1 KiB) to 1024", short(h.max_upload_mib)),
+            None,
+        ));
     }
     ctx.count("http.max_labels", h.max_labels as u64, 1, 1000, " labels")?;
     Ok(HttpConfig {
@@ -988,7 +1029,7 @@ name = "A Cat!"
             ("hold_s = nan", "camera[0].label[0].hold_s"),
             ("hold_s = 1e300", "camera[0].label[0].hold_s"),
             ("cooldown_s = -1", "camera[0].label[0].cooldown_s"),
-            ("on = nan", "camera[0].label[0].off"),
+            ("on = nan", "camera[0].label[0].on"),
         ] {
             let e = parse(&MIN.replace("name = \"A Cat!\"", &format!("name = \"cat\"\n{edit}"))).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("must"), "{edit}: {e}");
@@ -1017,6 +1058,30 @@ name = "A Cat!"
             let e = parse(&format!("{MIN}\n[mqtt]\n{edit}\n")).unwrap_err().to_string();
             assert!(e.contains(key), "{edit}: {e}");
         }
+    }
+
+    #[test]
+    fn errors_name_the_key_that_is_wrong() {
+        let e = parse(&MIN.replace("name = \"A Cat!\"", "name = \"cat\"\non = 1.5")).unwrap_err().to_string();
+        assert!(e.contains("label[0].on`"), "{e}");
+        let e = parse(&MIN.replace("name = \"A Cat!\"", "name = \"cat\"\nnegative = [\"\"]")).unwrap_err().to_string();
+        assert!(e.contains("label[0].negative`"), "{e}");
+        let e = parse(&MIN.replace("name = \"A Cat!\"", "name = \"cat\"\nhold_s = 1e300")).unwrap_err().to_string();
+        assert!(e.contains("is 1e300 s"), "{e}");
+        for (mqtt, key) in [
+            ("port = 0", "mqtt.port"),
+            ("prefix = \"$SYS\"", "mqtt.prefix"),
+            ("prefix = \"my home\"", "mqtt.prefix"),
+            ("prefix = \"a//b\"", "mqtt.prefix"),
+            ("discovery_prefix = \"home assistant\"", "mqtt.discovery_prefix"),
+        ] {
+            let e = parse(&format!("{MIN}\n[mqtt]\n{mqtt}\n")).unwrap_err().to_string();
+            assert!(e.contains(key), "{mqtt}: {e}");
+        }
+        let e = parse(&MIN.replace("id = \"door\"", "id = \"door\"\ncrop = [[0.0, 0.0, 1e-300, 1e-300]]")).unwrap_err().to_string();
+        assert!(e.contains("crop[0]"), "{e}");
+        let e = parse(&format!("{MIN}\n[http]\nmax_upload_mib = 1e-300\n")).unwrap_err().to_string();
+        assert!(e.contains("http.max_upload_mib"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum LabelError {
     NoPlaceholder(String),
     #[error("template has {0} `{{}}` placeholders, it needs exactly one (as Python's str.format with one label)")]
     ManyPlaceholders(usize),
+    #[error("template {0:?} has a brace that is not `{{}}`: write a literal brace as `{{{{` or `}}}}` (Python's str.format)")]
+    BadField(String),
     #[error("template is {0} characters, at most {MAX_TEMPLATE_CHARS}")]
     TemplateTooLong(usize),
     #[error("label {index} is {chars} characters, at most {MAX_LABEL_CHARS} (the model reads 64 tokens)")]
@@ -97,36 +99,65 @@ fn check_label(label: String, index: usize, list: &str) -> Result<String, LabelE
 
 /// A prompt template with one `{}` placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template(String);
+pub struct Template {
+    text: String,
+    /// The text before and after the placeholder, with `{{`/`}}` already turned into braces.
+    before: String,
+    after: String,
+}
 
 impl Template {
-    /// Exactly one `{}` (the HF pipeline calls `template.format(label)`, which refuses a
-    /// second positional placeholder) and at most [`MAX_TEMPLATE_CHARS`] characters.
+    /// Python's `str.format` with one positional argument, as the HF pipeline applies it
+    /// (`template.format(label)`): exactly one `{}`, `{{` and `}}` are literal braces, any
+    /// other field (`{0}`, `{name}`, a lone brace) is refused; at most [`MAX_TEMPLATE_CHARS`]
+    /// characters.
     pub fn new(template: &str) -> Result<Self, LabelError> {
         let chars = template.chars().count();
         if chars > MAX_TEMPLATE_CHARS {
             return Err(LabelError::TemplateTooLong(chars));
         }
-        match template.matches("{}").count() {
+        let (mut parts, mut cur, mut holes) = (Vec::new(), String::new(), 0usize);
+        let mut it = template.chars().peekable();
+        while let Some(c) = it.next() {
+            match (c, it.peek()) {
+                ('{', Some('{')) | ('}', Some('}')) => {
+                    it.next();
+                    cur.push(c);
+                }
+                ('{', Some('}')) => {
+                    it.next();
+                    holes += 1;
+                    parts.push(std::mem::take(&mut cur));
+                }
+                ('{', _) | ('}', _) => return Err(LabelError::BadField(template.to_string())),
+                _ => cur.push(c),
+            }
+        }
+        parts.push(cur);
+        match holes {
             0 => Err(LabelError::NoPlaceholder(template.to_string())),
-            1 => Ok(Self(template.to_string())),
+            1 => Ok(Self {
+                text: template.to_string(),
+                after: parts.pop().unwrap_or_default(),
+                before: parts.pop().unwrap_or_default(),
+            }),
             n => Err(LabelError::ManyPlaceholders(n)),
         }
     }
 
     /// The prompt for one label.
     pub fn apply(&self, label: &str) -> String {
-        self.0.replacen("{}", label, 1)
+        format!("{}{label}{}", self.before, self.after)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl Default for Template {
     fn default() -> Self {
-        Self(DEFAULT_TEMPLATE.to_string())
+        Self::new(DEFAULT_TEMPLATE).expect("the default template is valid")
     }
 }
 
@@ -157,6 +188,11 @@ mod tests {
         assert_eq!(t.apply("cat"), "This is a photo of cat.");
         assert!(Template::new("a photo").is_err());
         assert_eq!(Template::new("{} or {}"), Err(LabelError::ManyPlaceholders(2)));
+        // Python: "{{}}".format("x") == "{}" (no placeholder); "{{{}}}".format("x") == "{x}"
+        assert_eq!(Template::new("{{}}"), Err(LabelError::NoPlaceholder("{{}}".into())));
+        assert_eq!(Template::new("{{{}}}").unwrap().apply("x"), "{x}");
+        assert!(matches!(Template::new("a {0} photo"), Err(LabelError::BadField(_))));
+        assert!(matches!(Template::new("{} }"), Err(LabelError::BadField(_))));
         // the amplification case: 10,000 placeholders in 20 KB
         assert_eq!(Template::new(&"{}".repeat(10_000)), Err(LabelError::TemplateTooLong(20_000)));
     }

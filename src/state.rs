@@ -26,6 +26,8 @@ pub enum StateError {
     Write { path: PathBuf, cause: std::io::Error },
     #[error("cannot encode {name}: {cause}")]
     Encode { name: String, cause: serde_json::Error },
+    #[error("state directory {dir} is in use by another siglipd process: give each daemon its own [state] dir (two daemons sharing one would overwrite each other's controls and remove each other's Home Assistant devices)")]
+    InUse { dir: PathBuf },
 }
 
 /// The `format`/`version` header every state file starts with.
@@ -47,6 +49,10 @@ struct Envelope<T> {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// An exclusive `flock` on `<dir>/lock`, held while any clone lives: two daemons sharing
+    /// one state directory would overwrite each other's controls and remove each other's
+    /// Home Assistant devices.
+    _lock: std::sync::Arc<File>,
 }
 
 impl StateDir {
@@ -66,7 +72,13 @@ impl StateDir {
             .and_then(|mut f| f.write_all(b"ok"))
             .map_err(|cause| StateError::NotWritable { dir: dir.into(), cause })?;
         let _ = fs::remove_file(&probe);
-        Ok(Self { dir: dir.into() })
+        let lock = File::create(dir.join("lock")).map_err(|cause| StateError::NotWritable { dir: dir.into(), cause })?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own; released when the last clone drops the file
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StateError::InUse { dir: dir.into() });
+        }
+        Ok(Self { dir: dir.into(), _lock: std::sync::Arc::new(lock) })
     }
 
     pub fn path(&self) -> &Path {
@@ -141,11 +153,22 @@ mod tests {
         assert_eq!(s.read::<Body>("x.json", "t", 1), None);
         s.write("x.json", "t", 1, &Body { n: 7 }).unwrap();
         assert_eq!(s.read::<Body>("x.json", "t", 1), Some(Body { n: 7 }));
-        let names: Vec<_> = fs::read_dir(s.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("x.json")], "no temporary file left behind");
+        let mut names: Vec<_> = fs::read_dir(s.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, vec![std::ffi::OsString::from("lock"), std::ffi::OsString::from("x.json")], "no temporary file left behind");
         // another version is not trusted, and is kept aside for a human
         assert_eq!(s.read::<Body>("x.json", "t", 2), None);
         assert!(s.path().join("x.json.unreadable").exists());
+    }
+
+    #[test]
+    fn one_process_at_a_time() {
+        let d = tempfile::tempdir().unwrap();
+        let a = StateDir::open(d.path()).unwrap();
+        let e = StateDir::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("in use by another siglipd"), "{e}");
+        drop(a);
+        StateDir::open(d.path()).expect("free again once the first is gone");
     }
 
     #[test]

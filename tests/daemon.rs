@@ -531,7 +531,7 @@ fn config_errors_name_the_key() {
         ("[model]\nbundle = \"x\"\ncolour = 1\n", "unknown field `colour`"),
         ("[model]\nbundle = 3\n", "model.bundle"),
         ("[model]\nbundle = \"/nonexistent\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\n", "no model bundle at /nonexistent"),
-        ("[model]\nbundle = \"x\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\non = 2\n", "camera[0].label[0].off"),
+        ("[model]\nbundle = \"x\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\non = 2\n", "camera[0].label[0].on"),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let o = Command::new(bin).args(["check-config", "--config"]).arg(&cfg).output().unwrap();

@@ -174,7 +174,13 @@ impl Inference {
             for j in 0..cam.states.len() {
                 let change = cam.states[j].pause(now, wall);
                 publish_change(&self.sinks, cam, j, &change, Some("paused"));
+                if change.state.is_none() && !cam.published_initial {
+                    // paused from the start: a retained ON from an earlier run is replaced
+                    let label = cam.cfg.labels[j].slug.clone();
+                    self.sinks.send(Output::Label { camera: cam.cfg.id.clone(), label, on: false });
+                }
             }
+            cam.published_initial = true;
             cam.live.set_all_off();
             info!(camera = %cam.cfg.id, "camera paused: its labels are OFF until it is enabled again");
         }

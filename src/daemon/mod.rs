@@ -118,12 +118,18 @@ pub fn run(config: Config, reload_from: Option<PathBuf>) -> anyhow::Result<()> {
         let _guard = rt.enter();
         Signals::install().context("cannot install signal handlers")?
     };
+    // one state directory per process, locked for its lifetime (reloads keep it)
+    let state = open_state(&config);
+    let state_path = config.state_dir.clone();
     let mut next = Prepared { config, engine, labels };
     loop {
-        let running = Running::start(&rt, next)?;
+        if next.config.state_dir != state_path {
+            warn!(dir = %state_path.display(), "[state] dir changed in the config: a restart moves to the new one (this process keeps its lock on the old)");
+        }
+        let running = Running::start(&rt, next, state.clone())?;
         match rt.block_on(wait_for_stop(&mut signals, reload_from.clone(), &running.config)) {
             None => {
-                let engine = running.stop(&rt, Stop::Terminate);
+                let engine = running.stop(&rt, Stop::Terminate, true);
                 // the process is ending: freeing a base-size model (hundreds of MB) or waiting
                 // for idle runtime threads would only delay the exit systemd waits for
                 std::mem::forget(engine);
@@ -134,7 +140,13 @@ pub fn run(config: Config, reload_from: Option<PathBuf>) -> anyhow::Result<()> {
             Some((config, bundle, labels)) => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 let old = running.config.clone();
-                let engine = running.stop(&rt, Stop::Reload);
+                // a reload that drops MQTT or moves it to another broker/topic root says goodbye
+                // there (the clean disconnect sends no last will)
+                let same_mqtt = match (&old.mqtt, &config.mqtt) {
+                    (Some(a), Some(b)) => a.base == b.base && a.host == b.host && a.port == b.port,
+                    _ => false,
+                };
+                let engine = running.stop(&rt, Stop::Reload, !same_mqtt);
                 let engine = match engine {
                     Some(e) if old.model.bundle == config.model.bundle && old.model.precision == config.model.precision => e,
                     _ => Engine::load(bundle, config.model.precision, false)?,
@@ -192,9 +204,8 @@ struct Running {
 }
 
 impl Running {
-    fn start(rt: &tokio::runtime::Runtime, p: Prepared) -> anyhow::Result<Self> {
+    fn start(rt: &tokio::runtime::Runtime, p: Prepared, state: Option<StateDir>) -> anyhow::Result<Self> {
         let Prepared { config, engine, labels } = p;
-        let state = open_state(&config);
         let controls = match &state {
             Some(s) => Controls::persistent(&config.cameras, s),
             None => Arc::new(Controls::new(&config.cameras, None)),
@@ -264,7 +275,7 @@ impl Running {
     /// Stops everything. `Terminate`: `offline` is published and this returns within
     /// [`STOP_BUDGET`] even if the inference thread is mid-frame (the process then exits
     /// under it). `Reload`: waits for the inference thread and returns its engine.
-    fn stop(self, rt: &tokio::runtime::Runtime, why: Stop) -> Option<Engine> {
+    fn stop(self, rt: &tokio::runtime::Runtime, why: Stop, offline: bool) -> Option<Engine> {
         let started = Instant::now();
         if why == Stop::Terminate {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -275,7 +286,7 @@ impl Running {
             let _ = stop.send(());
         }
         if let Some(m) = self.mqtt {
-            rt.block_on(m.shutdown(Duration::from_millis(1200), why == Stop::Terminate));
+            rt.block_on(m.shutdown(Duration::from_millis(1200), offline));
         }
         let engine = match why {
             Stop::Terminate => {
