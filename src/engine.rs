@@ -66,7 +66,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn load(bundle: Bundle, choice: PrecisionChoice, with_text: bool) -> Result<Self, ModelError> {
-        let (precision, why) = bundle.resolve(Tower::Vision, choice)?;
+        let (precision, why) = crate::model::auto::resolve(&bundle, Tower::Vision, choice)?;
         info!(%precision, reason = why, "vision precision");
         let started = std::time::Instant::now();
         let vision = VisionEncoder::load(&bundle, precision)?;

@@ -8,6 +8,17 @@ use crate::model::{Bundle, Precision};
 
 pub const AUTO_FILE: &str = "auto.json";
 
+/// `Bundle::resolve_with` with the saved `bench --save` choice for this CPU, if any: what
+/// `--precision auto` means. Returns the precision and why.
+pub fn resolve(
+    bundle: &Bundle,
+    tower: crate::model::Tower,
+    choice: crate::model::PrecisionChoice,
+) -> Result<(Precision, &'static str), crate::model::ModelError> {
+    let saved = if tower == crate::model::Tower::Vision { saved_choice(bundle).map(|c| c.precision) } else { None };
+    bundle.resolve_with(tower, choice, saved)
+}
+
 /// What `auto` uses on this machine for this bundle (written by `siglipd bench --save`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AutoChoice {
@@ -139,7 +150,7 @@ mod tests {
 
     #[test]
     fn auto_takes_a_reduced_form_only_with_parity_measured_on_this_cpu() {
-        let auto = |b: &Bundle| b.resolve(Tower::Vision, PrecisionChoice::Auto).unwrap().0;
+        let auto = |b: &Bundle| resolve(b, Tower::Vision, PrecisionChoice::Auto).unwrap().0;
         // no measurement: the compute form is not trusted, fp32 it is
         let (_d, b) = bundle_with(None);
         assert_eq!(auto(&b), Precision::Fp32);

@@ -261,15 +261,23 @@ impl Bundle {
     /// measurement on this CPU (`auto.json`) that found it the fastest *and* within the parity
     /// gate (embedding cosine ≥ 0.999 against fp32, measured on this CPU); without one it
     /// takes fp32, the exact form. Returns the choice and why it was made.
-    pub fn resolve(&self, tower: Tower, choice: PrecisionChoice) -> Result<(Precision, &'static str), ModelError> {
+    ///
+    /// `saved`: the vision precision of a saved `bench --save` choice valid for this CPU and
+    /// these files (`model::auto::resolve` reads it), if any.
+    pub fn resolve_with(
+        &self,
+        tower: Tower,
+        choice: PrecisionChoice,
+        saved: Option<Precision>,
+    ) -> Result<(Precision, &'static str), ModelError> {
         let available = self.precisions(tower);
         match choice {
             PrecisionChoice::Fixed(p) if available.contains(&p) => Ok((p, "requested")),
             PrecisionChoice::Fixed(p) => Err(ModelError::PrecisionUnavailable { precision: p, tower, available: list(&available) }),
             PrecisionChoice::Auto => {
                 if tower == Tower::Vision {
-                    if let Some(c) = crate::model::auto::saved_choice(self).filter(|c| available.contains(&c.precision)) {
-                        return Ok((c.precision, "auto: measured fastest and parity-checked on this CPU by `siglipd bench --save`"));
+                    if let Some(p) = saved.filter(|p| available.contains(p)) {
+                        return Ok((p, "auto: measured fastest and parity-checked on this CPU by `siglipd bench --save`"));
                     }
                 }
                 let form = self.spec(tower).and_then(|s| s.int8_form.clone()).unwrap_or_default();
