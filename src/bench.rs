@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::classify::cosine;
 use crate::model::auto::{arm_core, cpuinfo, cpuinfo_field};
 pub use crate::model::auto::{cores, cpu_name, passed_parity, saved_choice, AutoChoice, AUTO_FILE, PARITY_MIN_COSINE};
-use crate::model::bundle::sha256_file;
 use crate::model::{Bundle, Precision, Preprocessor, Tower, VisionEncoder};
 
 /// Real photos the bench embeds with every precision to check parity against fp32 on the
@@ -267,10 +266,7 @@ pub fn auto_choice(bundle: &Bundle, m: &Measurement) -> anyhow::Result<AutoChoic
     let mut shas = std::collections::BTreeMap::new();
     for p in bundle.precisions(Tower::Vision) {
         let f = bundle.manifest.vision.files.get(p.as_str()).expect("listed precision has a file");
-        let sha = match bundle.manifest.sha256.get(f) {
-            Some(s) => s.clone(),
-            None => sha256_file(&bundle.dir.join(f))?,
-        };
+        let sha = bundle.file_sha256(f)?;
         shas.insert(p.as_str().to_string(), sha);
     }
     Ok(AutoChoice {

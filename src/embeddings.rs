@@ -12,7 +12,6 @@ use tracing::{info, warn};
 use crate::classify::l2_normalize;
 use crate::config::{CameraConfig, Config};
 use crate::engine::TextSide;
-use crate::model::bundle::sha256_file;
 use crate::model::{Bundle, Precision, Tower};
 
 const FORMAT: &str = "siglipd-embeddings";
@@ -54,12 +53,7 @@ fn binding(bundle: &Bundle) -> anyhow::Result<Option<Binding>> {
     if !bundle.has_text() {
         return Ok(None);
     }
-    let sha = |name: &str| -> anyhow::Result<String> {
-        match bundle.manifest.sha256.get(name) {
-            Some(h) => Ok(h.clone()),
-            None => Ok(sha256_file(&bundle.dir.join(name))?),
-        }
-    };
+    let sha = |name: &str| bundle.file_sha256(name);
     let text = bundle.tower_spec(Tower::Text).expect("has_text");
     let file = text.files.get("fp32").or_else(|| text.files.values().next()).expect("validated");
     Ok(Some(Binding {
@@ -132,13 +126,7 @@ fn vision_hashes(bundle: &Bundle) -> anyhow::Result<Vec<String>> {
     let Some(spec) = bundle.tower_spec(Tower::Vision) else {
         return Ok(vec![]);
     };
-    spec.files
-        .values()
-        .map(|f| match bundle.manifest.sha256.get(f) {
-            Some(h) => Ok(h.clone()),
-            None => Ok(sha256_file(&bundle.dir.join(f))?),
-        })
-        .collect()
+    Ok(spec.files.values().map(|f| bundle.file_sha256(f)).collect::<Result<_, _>>()?)
 }
 
 /// A vision-only bundle cannot check the text side: the file must at least have been made for

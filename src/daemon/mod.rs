@@ -330,12 +330,7 @@ fn open_state(config: &Config) -> Option<StateDir> {
 fn vision_sha256(engine: &Engine) -> String {
     let b = &engine.bundle;
     let file = b.tower_spec(crate::model::Tower::Vision).and_then(|s| s.files.get(engine.precision.as_str())).cloned();
-    match file {
-        Some(f) => {
-            b.manifest.sha256.get(&f).cloned().or_else(|| crate::model::bundle::sha256_file(&b.dir.join(&f)).ok()).unwrap_or_default()
-        }
-        None => String::new(),
-    }
+    file.and_then(|f| b.file_sha256(&f).ok()).unwrap_or_default()
 }
 
 type StartedSinks = (Sinks, Option<Mqtt>, Option<std::thread::JoinHandle<()>>);

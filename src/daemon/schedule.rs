@@ -76,7 +76,7 @@ impl WallClock {
     }
 
     pub fn now(&mut self) -> f64 {
-        self.at(system_now(), Instant::now())
+        self.at(crate::host::unix_now(), Instant::now())
     }
 
     /// `system` is the system clock's reading at monotonic time `mono`.
@@ -89,11 +89,6 @@ impl WallClock {
         self.last = Some((t, mono));
         t
     }
-}
-
-/// The system clock as Unix seconds (0 before 1970).
-pub fn system_now() -> f64 {
-    crate::host::unix_now()
 }
 
 /// Warn once when a camera is scored this late: the board cannot keep up with its rate.

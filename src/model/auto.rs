@@ -3,7 +3,6 @@
 //! reads it to resolve `auto`); `bench` writes it.
 use serde::{Deserialize, Serialize};
 
-use crate::model::bundle::sha256_file;
 use crate::model::{Bundle, Precision};
 
 pub const AUTO_FILE: &str = "auto.json";
@@ -54,12 +53,7 @@ pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
     }
     let files = &bundle.manifest.vision.files;
     // the manifest's checksum, else the file's own (bundles made without checksums)
-    let same = c.vision_sha256.iter().all(|(p, sha)| {
-        files.get(p).is_some_and(|f| match bundle.manifest.sha256.get(f) {
-            Some(s) => s == sha,
-            None => sha256_file(&bundle.dir.join(f)).is_ok_and(|s| &s == sha),
-        })
-    });
+    let same = c.vision_sha256.iter().all(|(p, sha)| files.get(p).is_some_and(|f| bundle.file_sha256(f).is_ok_and(|s| &s == sha)));
     if !same {
         return None;
     }

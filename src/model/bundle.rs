@@ -343,6 +343,15 @@ impl Bundle {
         Ok(path)
     }
 
+    /// The sha256 of a bundle file: the manifest's, else the file's own (bundles made without
+    /// checksums). What embeddings, examples and `auto.json` are bound to.
+    pub fn file_sha256(&self, name: &str) -> Result<String, ModelError> {
+        match self.manifest.sha256.get(name) {
+            Some(h) => Ok(h.clone()),
+            None => sha256_file(&self.dir.join(name)),
+        }
+    }
+
     /// Checks a file against its manifest sha256, when the manifest has one. Catches truncated
     /// downloads and copy errors with a message naming the file instead of a parser error.
     fn verify(&self, name: &str, path: &Path) -> Result<(), ModelError> {
