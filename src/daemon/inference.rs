@@ -215,7 +215,7 @@ impl Inference {
         let cam = &mut self.cams[i];
         let img = match &frame.payload {
             Payload::Encoded(bytes) => preprocess::decode(bytes, &frame.origin, self.engine.pre.max_pixels)
-                .map_err(|e| Skip::Failed { kind: image_error_kind(&e), message: e.to_string() })?,
+                .map_err(|e| Skip::Failed { kind: e.kind(), message: e.to_string() })?,
             Payload::Rgb(img) => img.clone(),
         };
         let now = Instant::now();
@@ -317,19 +317,6 @@ impl Inference {
         cam.published_initial = true;
         // moved, not copied: the web server encodes it only if someone looks
         cam.live.update(state, cam.states.iter().map(LabelState::is_on).collect(), frame.payload);
-    }
-}
-
-/// The kind of a frame failure, for "logged once per kind".
-fn image_error_kind(e: &preprocess::ImageError) -> &'static str {
-    use preprocess::ImageError as E;
-    match e {
-        E::Empty { .. } => "empty frame",
-        E::UnknownFormat { .. } => "unknown format",
-        E::TooLarge { .. } => "too large",
-        E::Read { .. } => "read",
-        #[allow(unreachable_patterns)]
-        _ => "decode",
     }
 }
 

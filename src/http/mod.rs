@@ -112,10 +112,7 @@ impl Job {
 fn log_upload_failure(e: &AdhocError) {
     static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let kind = match e {
-        AdhocError::Image(ImageError::TooLarge { .. }) => "too large",
-        AdhocError::Image(ImageError::Empty { .. }) => "empty",
-        AdhocError::Image(ImageError::UnknownFormat { .. }) => "unknown format",
-        AdhocError::Image(_) => "undecodable",
+        AdhocError::Image(i) => i.kind(),
         AdhocError::Model(_) => "model",
     };
     let first = {

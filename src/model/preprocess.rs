@@ -35,6 +35,19 @@ pub enum ImageError {
     Decode { what: String, reason: String },
 }
 
+impl ImageError {
+    /// The kind of failure, for "logged once per kind" (frames and uploads alike).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImageError::Read { .. } => "unreadable",
+            ImageError::Empty { .. } => "empty",
+            ImageError::UnknownFormat { .. } => "unknown format",
+            ImageError::TooLarge { .. } => "too large",
+            ImageError::Decode { .. } => "undecodable",
+        }
+    }
+}
+
 /// Decodes an image to 8-bit RGB (`W×H` after orientation) as the reference sees it before
 /// resizing: `ImageOps.exif_transpose`, `convert("RGB")`, then transformers' `convert_to_rgb`.
 /// Errors: [`ImageError`], naming `what`; the pixel count is checked before decoding.
