@@ -165,6 +165,8 @@ fn model_benches(c: &mut Criterion) {
                 ts: 0.0,
                 top: vec![],
                 scores: scores.iter().enumerate().map(|(i, s)| (i.to_string(), *s)).collect(),
+                raw: Default::default(),
+                calibrated: Default::default(),
                 infer_ms: 0.0,
             };
             queue.push(Output::State { camera: "bench".into(), state: std::sync::Arc::new(state) });

@@ -58,6 +58,13 @@ impl Cause {
                 // reading a model file can fail for reasons a retry fixes; the rest cannot
                 return if matches!(m, ModelError::Io { .. }) { Cause::Transient } else { Cause::Config };
             }
+            if let Some(x) = c.downcast_ref::<crate::examples::ExampleError>() {
+                use crate::examples::ExampleError as X;
+                // examples of another model, or a file that is not an export: not for a retry
+                if matches!(x, X::OtherModel { .. } | X::BadExport { .. } | X::NoStateDir) {
+                    return Cause::Config;
+                }
+            }
             if c.is::<crate::state::StateError>() || c.is::<std::io::Error>() {
                 return Cause::Transient;
             }
@@ -75,10 +82,7 @@ impl Cause {
     }
 }
 
-/// A command-line argument that cannot work (the message says which and why).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::cli::UsageError;
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> ExitCode {
             serve(a)
         }
         Command::Model(crate::cli::ModelCommand::Pull(a)) => pull(a),
+        Command::Examples(c) => crate::examples_cmd::run(c),
         Command::Bench(a) => bench(a),
         Command::Man(a) => crate::cli::write_man_pages(&a.dir)
             .map(|files| {
@@ -117,13 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
-    Ok(match &arg.config {
-        Some(path) => Config::load(path)?,
-        None => {
-            tracing::info!("no --config: running the embedded demo configuration (examples/siglipd.toml, paths relative to the current directory)");
-            Config::embedded_default()?
-        }
-    })
+    Ok(arg.load()?)
 }
 
 fn embed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {

@@ -150,17 +150,75 @@ fn fit_min(x: &[Vec<f64>], y: &[bool], c: f64, min: usize) -> Result<Fit, FitErr
     Ok(Fit { weights: theta[..dim].to_vec(), intercept: theta[dim] })
 }
 
-/// Leave-one-out probabilities: example `i` scored by a model fitted without it (so with
-/// [`MIN_PER_CLASS`] of each class, a fold trains on one fewer; the L2 penalty keeps that sane). `features(i,
-/// train)` builds example `i`'s features from the training subset `train` (the mean positive
-/// and negative embeddings must not include the example being scored).
+/// A fit on standardized features: scikit-learn's
+/// `make_pipeline(StandardScaler(), LogisticRegression(C=c))`. Standardizing makes the penalty
+/// treat every feature alike whatever its spread: cosines between image embeddings of one
+/// model often differ by hundredths, where unscaled weights of hundreds would be penalized
+/// into a flat 0.5.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScaledFit {
+    /// Per feature: the training mean and the population standard deviation (1 for a
+    /// constant feature, as scikit-learn's `StandardScaler`).
+    pub mean: Vec<f64>,
+    pub scale: Vec<f64>,
+    /// The model on `(x − mean) / scale`.
+    pub fit: Fit,
+}
+
+impl ScaledFit {
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        self.fit.probability(&self.standardize(x))
+    }
+
+    fn standardize(&self, x: &[f64]) -> Vec<f64> {
+        x.iter().zip(&self.mean).zip(&self.scale).map(|((v, m), s)| (v - m) / s).collect()
+    }
+}
+
+/// Standardizes `x`, then [`fit`]s: at least [`MIN_PER_CLASS`] examples of each class.
+pub fn fit_scaled(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<ScaledFit, FitError> {
+    fit_scaled_min(x, y, c, MIN_PER_CLASS)
+}
+
+fn fit_scaled_min(x: &[Vec<f64>], y: &[bool], c: f64, min: usize) -> Result<ScaledFit, FitError> {
+    let dim = x.first().map_or(0, Vec::len);
+    if let Some(r) = x.iter().find(|r| r.len() != dim) {
+        return Err(FitError::Shape { got: r.len(), want: dim });
+    }
+    let n = x.len().max(1) as f64;
+    let mean: Vec<f64> = (0..dim).map(|k| x.iter().map(|r| r[k]).sum::<f64>() / n).collect();
+    let scale = (0..dim)
+        .map(|k| {
+            let var = x.iter().map(|r| (r[k] - mean[k]).powi(2)).sum::<f64>() / n;
+            // scikit-learn's test for a constant feature (sklearn/preprocessing/_data.py,
+            // `_is_constant_feature`): the variance is within float error of zero
+            let eps = f64::EPSILON;
+            let constant = var <= n * eps * var + (n * mean[k] * eps).powi(2);
+            if constant {
+                1.0
+            } else {
+                var.sqrt()
+            }
+        })
+        .collect();
+    let mut s = ScaledFit { mean, scale, fit: Fit { weights: vec![], intercept: 0.0 } };
+    let z: Vec<Vec<f64>> = x.iter().map(|r| s.standardize(r)).collect();
+    s.fit = fit_min(&z, y, c, min)?;
+    Ok(s)
+}
+
+/// Leave-one-out probabilities of [`fit_scaled`]: example `i` scored by a model fitted (and
+/// standardized) without it (so with [`MIN_PER_CLASS`] of each class, a fold trains on one
+/// fewer; the L2 penalty keeps that sane). `features(i, train)` builds example `i`'s features
+/// from the training subset `train` (the mean positive and negative embeddings must not
+/// include the example being scored).
 pub fn leave_one_out(y: &[bool], c: f64, features: impl Fn(usize, &[usize]) -> Vec<f64>) -> Result<Vec<f64>, FitError> {
     (0..y.len())
         .map(|held| {
             let train: Vec<usize> = (0..y.len()).filter(|&i| i != held).collect();
             let xs: Vec<Vec<f64>> = train.iter().map(|&i| features(i, &train)).collect();
             let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-            Ok(fit_min(&xs, &ys, c, MIN_PER_CLASS - 1)?.probability(&features(held, &train)))
+            Ok(fit_scaled_min(&xs, &ys, c, MIN_PER_CLASS - 1)?.probability(&features(held, &train)))
         })
         .collect()
 }
@@ -199,6 +257,44 @@ mod tests {
     struct Golden {
         sklearn_version: String,
         cases: Vec<Case>,
+        #[serde(default)]
+        scaled_cases: Vec<ScaledCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct ScaledCase {
+        c: f64,
+        x: Vec<Vec<f64>>,
+        y: Vec<u8>,
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+        proba: Vec<f64>,
+    }
+
+    /// Same scaler and probabilities as scikit-learn's StandardScaler + LogisticRegression.
+    #[test]
+    fn scaled_fits_match_scikit_learns_pipeline() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/logreg.json");
+        let g: Golden = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(g.scaled_cases.len() >= 3, "the fixture has scaled cases");
+        for (k, case) in g.scaled_cases.iter().enumerate() {
+            let y: Vec<bool> = case.y.iter().map(|v| *v == 1).collect();
+            let f = fit_scaled(&case.x, &y, case.c).unwrap();
+            for (a, b) in f.mean.iter().zip(&case.mean).chain(f.scale.iter().zip(&case.scale)) {
+                assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "case {k}: scaler {:?}/{:?} vs {:?}/{:?}",
+                    f.mean,
+                    f.scale,
+                    case.mean,
+                    case.scale
+                );
+            }
+            for (x, want) in case.x.iter().zip(&case.proba) {
+                let got = f.probability(x);
+                assert!((got - want).abs() < 1e-6, "case {k}: p = {got} vs sklearn {want}");
+            }
+        }
     }
 
     /// Same optimum as scikit-learn's LogisticRegression on the fixture script's data.

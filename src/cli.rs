@@ -34,12 +34,115 @@ pub enum Command {
     Serve(ServeArgs),
     /// Time each precision × thread count on this machine; --save makes it what `auto` picks
     Bench(BenchArgs),
+    /// Marked examples that teach labels: add folders of images, list, remove, export/import, reembed
+    #[command(subcommand)]
+    Examples(ExamplesCommand),
     /// Model bundles: `model pull` downloads the real SigLIP from the Hugging Face hub
     #[command(subcommand)]
     Model(ModelCommand),
     /// Write the man pages (`siglipd.1`, `siglipd-<command>.1`) into a directory (for packagers)
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+/// `siglipd examples …`: the state directory's examples (see `examples`, `teach`). Commands
+/// that change them need the daemon stopped (it holds the state directory); `list` and
+/// `export` read beside a running daemon.
+#[derive(Debug, Subcommand)]
+pub enum ExamplesCommand {
+    /// Embed images as examples of a label: --yes "this is the label", --no "this is not"
+    Add(ExamplesAddArgs),
+    /// Examples per camera and label, and whether each label has a fitted model
+    List(ExamplesListArgs),
+    /// Delete examples by id (`list --ids` shows them)
+    Remove(ExamplesRemoveArgs),
+    /// Write examples, with their images, into one file (to copy to another machine)
+    Export(ExamplesExportArgs),
+    /// Add the examples of an exported file (re-embedded from their images if another model made them)
+    Import(ExamplesImportArgs),
+    /// Recompute every example from its stored image with the configured model (after a model change)
+    Reembed(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesAddArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Camera id (as in the config)
+    #[arg(long)]
+    pub camera: String,
+    /// Label: display name or topic id
+    #[arg(long)]
+    pub label: String,
+    /// The images show the label
+    #[arg(long, conflicts_with = "no", required_unless_present = "no")]
+    pub yes: bool,
+    /// The images do not show the label
+    #[arg(long)]
+    pub no: bool,
+    /// Image files, or folders (their image files, not sub-folders)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this camera
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Only this label (display name or topic id)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Also list each example (id, yes/no, when)
+    #[arg(long)]
+    pub ids: bool,
+    /// One JSON document on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesRemoveArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Camera id
+    #[arg(long)]
+    pub camera: String,
+    /// Example ids
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this camera
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Only this label (display name or topic id)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// File to write (JSON)
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesImportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Put every example under this camera (default: the camera each was collected on, if configured here)
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Put every example under this label (default: its own label, if configured here)
+    #[arg(long)]
+    pub label: Option<String>,
+    /// A file from `siglipd examples export`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -166,6 +269,24 @@ pub struct ConfigArg {
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
+
+impl ConfigArg {
+    /// The config file given, else the embedded demo configuration (said at info level).
+    pub fn load(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        match &self.config {
+            Some(path) => crate::config::Config::load(path),
+            None => {
+                tracing::info!("no --config: running the embedded demo configuration (examples/siglipd.toml, paths relative to the current directory)");
+                crate::config::Config::embedded_default()
+            }
+        }
+    }
+}
+
+/// A command-line argument that cannot work (the message says which and why): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {

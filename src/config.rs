@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::labels::{Template, DEFAULT_TEMPLATE};
@@ -290,6 +290,10 @@ struct RawLabel {
     hold_s: f64,
     #[serde(default)]
     cooldown_s: f64,
+    #[serde(default)]
+    score: ScoreKind,
+    #[serde(default)]
+    examples: Option<String>,
 }
 
 fn default_on() -> f64 {
@@ -397,6 +401,10 @@ pub enum Smoothing {
 #[derive(Debug, Clone)]
 pub struct LabelConfig {
     pub name: String,
+    /// Which score the thresholds apply to (see [`ScoreKind`]).
+    pub score: ScoreKind,
+    /// An examples file (`siglipd examples export`) imported for this label at start.
+    pub examples: Option<PathBuf>,
     /// Slug used in topics.
     pub slug: String,
     /// Prompts whose embeddings are averaged (an ensemble).
@@ -746,6 +754,31 @@ fn validate_source(ctx: &Ctx, ci: usize, s: RawSource) -> Result<SourceConfig, C
 /// Topic levels a camera publishes itself; a label slug equal to one would share its topic.
 const RESERVED_LABEL_SLUGS: [&str; 4] = ["state", "status", "enabled", "label"];
 
+/// Which score a label's thresholds apply to (`score = …` in a `[[camera.label]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreKind {
+    /// SigLIP's sigmoid score of the prompts (arXiv:2303.15343): the default.
+    #[default]
+    ZeroShot,
+    /// The probability from the label's model fitted on marked examples (`teach`); the
+    /// zero-shot score until the label has enough examples of each kind.
+    Calibrated,
+    /// No prompt: the fitted model on the examples alone ("our car" against any car). No
+    /// score, and never ON, until the label has enough examples of each kind.
+    Examples,
+}
+
+impl ScoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ZeroShot => "zero-shot",
+            Self::Calibrated => "calibrated",
+            Self::Examples => "examples",
+        }
+    }
+}
+
 /// Longest label name and prompt accepted: the text tower reads 64 tokens, far fewer.
 use crate::labels::MAX_LABEL_CHARS;
 
@@ -767,7 +800,19 @@ fn validate_label(ctx: &Ctx, ci: usize, li: usize, l: RawLabel, template: &Templ
             Some("rename the label, e.g. \"door state\""),
         ));
     }
-    let prompts = if l.prompts.is_empty() { vec![template.apply(&name)] } else { l.prompts };
+    let prompts = match l.score {
+        ScoreKind::Examples if !l.prompts.is_empty() || !l.negative.is_empty() => {
+            let k = if l.prompts.is_empty() { "negative" } else { "prompts" };
+            return Err(ctx.invalid(
+                lkey(k),
+                "is set, but score = \"examples\" scores the label from its marked examples alone",
+                Some("drop the prompts, or use score = \"calibrated\" to combine them with examples"),
+            ));
+        }
+        ScoreKind::Examples => Vec::new(),
+        _ if l.prompts.is_empty() => vec![template.apply(&name)],
+        _ => l.prompts,
+    };
     if let Some(p) = prompts.iter().find(|p| p.trim().is_empty()) {
         return Err(ctx.invalid(lkey("prompts"), format!("has a blank prompt {p:?}"), None));
     }
@@ -789,8 +834,18 @@ fn validate_label(ctx: &Ctx, ci: usize, li: usize, l: RawLabel, template: &Templ
     if !ok(off) || off > l.on {
         return Err(ctx.invalid(lkey("off"), format!("thresholds must satisfy 0 <= off ({off}) <= on ({}) <= 1", l.on), None));
     }
+    let examples = l.examples.map(|p| {
+        let p = crate::host::expand_home(Path::new(&p));
+        if p.is_absolute() {
+            p
+        } else {
+            ctx.base.join(p)
+        }
+    });
     Ok(LabelConfig {
         name,
+        score: l.score,
+        examples,
         slug,
         prompts,
         negative: l.negative,

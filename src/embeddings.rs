@@ -189,11 +189,19 @@ pub fn load_or_embed(config: &Config, bundle: &Bundle) -> anyhow::Result<Embeddi
     embed(config, bundle, false, false)
 }
 
-/// One label ready to score: the averaged prompt embedding and its negatives.
+/// One label ready to score: the averaged prompt embedding and its negatives. A label scored
+/// from examples alone (`score = "examples"`) has neither: `positive` is empty.
 #[derive(Debug, Clone)]
 pub struct LabelEmbedding {
     pub positive: Vec<f32>,
     pub negatives: Vec<Vec<f32>>,
+}
+
+impl LabelEmbedding {
+    /// False for a label without prompts (scored from examples alone).
+    pub fn has_text(&self) -> bool {
+        !self.positive.is_empty()
+    }
 }
 
 /// The embeddings of a camera's labels, in config order. Prompt ensembles are averaged and
@@ -203,6 +211,9 @@ pub fn camera_labels(cam: &CameraConfig, file: &EmbeddingsFile) -> anyhow::Resul
     cam.labels
         .iter()
         .map(|l| {
+            if l.prompts.is_empty() {
+                return Ok(LabelEmbedding { positive: Vec::new(), negatives: Vec::new() });
+            }
             let mut mean = vec![0f32; file.embed_dim];
             for p in &l.prompts {
                 for (m, v) in mean.iter_mut().zip(get(p)?) {

@@ -149,6 +149,27 @@ impl Engine {
         self.vision.embed(pixels)
     }
 
+    /// sha256 of the running vision tower file (manifest checksum, else the file's): what
+    /// examples' embeddings are bound to. Empty if it cannot be read.
+    pub fn vision_sha256(&self) -> String {
+        let file = self.bundle.tower_spec(Tower::Vision).and_then(|s| s.files.get(self.precision.as_str())).cloned();
+        file.and_then(|f| self.bundle.file_sha256(&f).ok()).unwrap_or_default()
+    }
+
+    /// The unit image embedding of an encoded image (any format `preprocess::decode` reads).
+    /// Errors: undecodable bytes (what names them), inference failure.
+    pub fn embed_encoded(&mut self, bytes: &[u8], what: &str) -> anyhow::Result<Vec<f32>> {
+        let img = preprocess::decode(bytes, what, self.pre.max_pixels)?;
+        self.embed_rgb(&img)
+    }
+
+    /// The unit image embedding of a decoded image.
+    pub fn embed_rgb(&mut self, img: &image::RgbImage) -> anyhow::Result<Vec<f32>> {
+        let mut pixels = vec![0f32; self.pre.tensor_len()];
+        self.pre.pixels_into(img, &mut pixels);
+        Ok(self.vision.embed(&pixels)?)
+    }
+
     pub fn score(&self, image: &[f32], labels: &[(String, Vec<f32>)]) -> Vec<LabelScore> {
         rank(&self.calibration, image, labels)
     }
@@ -159,4 +180,22 @@ impl Engine {
         let emb = self.image_embedding(&pixels)?;
         Ok(self.score(&emb, labels))
     }
+}
+
+/// An example's stored image: `img` scaled to at most `examples::IMAGE_SIDE` px on its longest
+/// side (never up), JPEG quality 90. None if encoding fails.
+pub fn example_jpeg(img: &image::RgbImage) -> Option<Vec<u8>> {
+    let side = crate::examples::IMAGE_SIDE;
+    let (w, h) = (img.width().max(1), img.height().max(1));
+    let scaled;
+    let view = if w.max(h) > side {
+        let (nw, nh) = if w >= h { (side, (h * side / w).max(1)) } else { ((w * side / h).max(1), side) };
+        scaled = image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle);
+        &scaled
+    } else {
+        img
+    };
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(view).ok()?;
+    Some(out)
 }

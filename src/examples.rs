@@ -1,36 +1,37 @@
-//! Marked examples ("this is ⟨label⟩" / "this is not ⟨label⟩") and what they say about a
-//! label's threshold.
+//! Marked examples ("this is ⟨label⟩" / "this is not ⟨label⟩"): the store in the state
+//! directory and the one-file export/import format.
 //!
-//! An example is the image embedding of a scored frame (plus a small JPEG thumbnail for
-//! review), per camera and label, in the state directory (`examples.json`, thumbnails under
-//! `examples/`). Embeddings belong to one vision model: the file records the sha256 of the
-//! vision tower that made them, and a store made with another model is refused with what to do.
+//! An example is the image embedding of a frame (or of the crop region where the label scored
+//! best), per camera and label slug, in `examples.json`, with the image it was computed from
+//! as a JPEG (at most [`IMAGE_SIDE`] px, `examples/<id>.jpg`) for review and re-embedding.
+//! Embeddings belong to one vision model: the file records the sha256 of the vision tower that
+//! made them; with another model they are not used until `siglipd examples reembed` recomputes
+//! them from the stored images (approximately: the JPEG is not the original frame).
 //!
-//! From the examples, [`suggest`] fits `calibrate`'s logistic regression on three features —
-//! the zero-shot logit, the cosine to the mean positive and to the mean negative example (the
-//! example itself left out) — and reports leave-one-out precision/recall, and, for the score
-//! the daemon thresholds today (the zero-shot score), the lowest `on` threshold that reaches a
-//! chosen precision on the marked examples and how many episodes it would have started over
-//! the recorded history.
+//! What the examples mean for a label is `teach`'s business.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::calibrate::{self, FitError};
-use crate::classify::{dot, sigmoid, Calibration};
 use crate::state::{StateDir, StateError};
 
 pub const FILE: &str = "examples.json";
 const FORMAT: &str = "siglipd-examples";
 const VERSION: u32 = 1;
+/// `siglipd examples export` files.
+pub const EXPORT_FORMAT: &str = "siglipd-examples-export";
+const EXPORT_VERSION: u32 = 1;
 /// Examples kept per camera and label: marking is by hand, this is far beyond that.
 pub const MAX_PER_LABEL: usize = 500;
+/// Longest side of a stored example image: enough to re-embed at SigLIP's 224 px input.
+pub const IMAGE_SIDE: u32 = 384;
 
 #[derive(Debug, Error)]
 pub enum ExampleError {
-    #[error("the examples in {path} were recorded with another vision model (sha256 {theirs}, running {ours}): delete them (DELETE /api/cameras/<id>/examples/<n>, or remove the file) and mark frames again")]
+    #[error("the examples in {path} were recorded with another vision model (sha256 {theirs}, running {ours}): recompute them from their stored images with `siglipd examples reembed` (daemon stopped), or delete them (DELETE /api/cameras/<id>/examples/<n>, or remove the file) and mark frames again")]
     OtherModel { path: PathBuf, theirs: String, ours: String },
     #[error("no state directory: examples cannot be kept (see the log for why; set [state] dir)")]
     NoStateDir,
@@ -38,8 +39,12 @@ pub enum ExampleError {
     Full { camera: String, label: String, count: usize },
     #[error(transparent)]
     Write(#[from] StateError),
-    #[error("cannot write thumbnail {path}: {cause}")]
-    Thumbnail { path: PathBuf, cause: std::io::Error },
+    #[error("cannot write example image {path}: {cause}")]
+    Image { path: PathBuf, cause: std::io::Error },
+    #[error("cannot read examples file {path}: {cause}")]
+    ReadExport { path: PathBuf, cause: std::io::Error },
+    #[error("examples file {path} is not a siglipd examples export: {problem}")]
+    BadExport { path: PathBuf, problem: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,55 +63,127 @@ struct Stored {
     next_id: u64,
     /// camera → label slug → examples
     cameras: BTreeMap<String, BTreeMap<String, Vec<Example>>>,
+    /// `<camera>/<label slug>` → sha256 of the examples file last imported for it from the
+    /// config (`examples = …`): a file is imported again only when it changes, so examples
+    /// deleted on the device stay deleted.
+    #[serde(default)]
+    imported: BTreeMap<String, String>,
 }
+
+/// One example in an export file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exported {
+    pub camera: String,
+    /// Label slug (`ids::slug` of its display name).
+    pub label: String,
+    pub positive: bool,
+    pub created: f64,
+    pub embedding: Vec<f32>,
+    /// The example's image, JPEG, base64: lets another model re-embed it.
+    #[serde(default)]
+    pub image_jpeg: Option<String>,
+}
+
+/// `siglipd examples export`: examples with their images, one JSON file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportFile {
+    pub format: String,
+    pub version: u32,
+    pub vision_sha256: String,
+    pub examples: Vec<Exported>,
+}
+
+impl ExportFile {
+    /// Reads and checks an export file (format and version).
+    pub fn read(path: &Path) -> Result<(Self, String), ExampleError> {
+        let bytes = std::fs::read(path).map_err(|cause| ExampleError::ReadExport { path: path.into(), cause })?;
+        let bad = |problem: String| ExampleError::BadExport { path: path.into(), problem };
+        let f: ExportFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if f.format != EXPORT_FORMAT || f.version != EXPORT_VERSION {
+            return Err(bad(format!(
+                "it is {} version {}, this siglipd reads {EXPORT_FORMAT} version {EXPORT_VERSION}",
+                f.format, f.version
+            )));
+        }
+        use sha2::Digest;
+        Ok((f, hex::encode(sha2::Sha256::digest(&bytes))))
+    }
+
+    /// Writes the file atomically.
+    pub fn write(&self, path: &Path) -> Result<(), ExampleError> {
+        let bytes = serde_json::to_vec(self).map_err(|cause| StateError::Encode { name: path.display().to_string(), cause })?;
+        Ok(crate::state::write_atomic(path, &bytes)?)
+    }
+}
+
+/// How an import went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    pub added: usize,
+    /// Already in the store (same sign and embedding).
+    pub duplicates: usize,
+    /// Recorded with another model and without an image to re-embed: left out.
+    pub without_image: usize,
+    /// Recomputed from their images with the running model.
+    pub reembedded: usize,
+}
+
+/// Recomputes an embedding from an example's JPEG with the running vision model.
+pub type Reembed<'a> = &'a mut dyn FnMut(&[u8]) -> anyhow::Result<Vec<f32>>;
 
 /// The examples of every camera, loaded once and written through on every change.
 pub struct ExampleStore {
     state: Option<StateDir>,
     stored: Stored,
-    /// Why the stored examples cannot be used (another model), if so.
-    stale: Option<ExampleError>,
+    /// sha256 of the running vision tower.
+    running: String,
+    /// The stored examples were made by another model (its sha256) and are not used.
+    stale: Option<String>,
 }
 
 impl ExampleStore {
     /// Loads `examples.json` from `state` for the vision model with `vision_sha256`.
     pub fn load(state: Option<StateDir>, vision_sha256: &str) -> Self {
-        let stored: Option<Stored> = state.as_ref().and_then(|s| s.read(FILE, FORMAT, VERSION));
-        let mut stale = None;
-        let stored = match stored {
-            Some(s) if s.vision_sha256 != vision_sha256 && s.cameras.values().any(|c| c.values().any(|v| !v.is_empty())) => {
-                stale = Some(ExampleError::OtherModel {
-                    path: state.as_ref().map(|s| s.path().join(FILE)).unwrap_or_default(),
-                    theirs: s.vision_sha256.clone(),
-                    ours: vision_sha256.into(),
-                });
-                s
-            }
-            Some(s) => Stored { vision_sha256: vision_sha256.into(), ..s },
-            None => Stored { vision_sha256: vision_sha256.into(), ..Default::default() },
-        };
-        Self { state, stored, stale }
+        let stored: Stored = state.as_ref().and_then(|s| s.read(FILE, FORMAT, VERSION)).unwrap_or_default();
+        let any = stored.cameras.values().any(|c| c.values().any(|v| !v.is_empty()));
+        let stale = (any && stored.vision_sha256 != vision_sha256).then(|| stored.vision_sha256.clone());
+        let mut s = Self { state, stored, running: vision_sha256.into(), stale };
+        if s.stale.is_none() {
+            s.stored.vision_sha256 = vision_sha256.into();
+        }
+        s
+    }
+
+    /// Why the examples cannot be used now (another model), if so.
+    pub fn stale(&self) -> Option<ExampleError> {
+        self.stale.as_ref().map(|theirs| ExampleError::OtherModel {
+            path: self.state.as_ref().map(|s| s.path().join(FILE)).unwrap_or_default(),
+            theirs: theirs.clone(),
+            ours: self.running.clone(),
+        })
     }
 
     fn usable(&self) -> Result<&StateDir, ExampleError> {
-        if let Some(e) = &self.stale {
-            return Err(match e {
-                ExampleError::OtherModel { path, theirs, ours } => {
-                    ExampleError::OtherModel { path: path.clone(), theirs: theirs.clone(), ours: ours.clone() }
-                }
-                _ => ExampleError::NoStateDir,
-            });
+        if let Some(e) = self.stale() {
+            return Err(e);
         }
         self.state.as_ref().ok_or(ExampleError::NoStateDir)
     }
 
-    /// The examples of one label (empty when none, or when they belong to another model).
+    /// The examples of one label (empty when none), or why they cannot be used.
     pub fn list(&self, camera: &str, label: &str) -> Result<Vec<Example>, ExampleError> {
         self.usable()?;
         Ok(self.stored.cameras.get(camera).and_then(|c| c.get(label)).cloned().unwrap_or_default())
     }
 
-    /// Adds an example (and its JPEG thumbnail, if any); returns its id.
+    /// Every (camera, label slug, examples) with at least one example, usable or not.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str, &[Example])> {
+        self.stored.cameras.iter().flat_map(|(c, labels)| {
+            labels.iter().filter(|(_, v)| !v.is_empty()).map(move |(l, v)| (c.as_str(), l.as_str(), v.as_slice()))
+        })
+    }
+
+    /// Adds an example (and its JPEG image, if any); returns its id.
     pub fn add(
         &mut self,
         camera: &str,
@@ -114,25 +191,37 @@ impl ExampleStore {
         positive: bool,
         embedding: Vec<f32>,
         created: f64,
-        thumbnail: Option<&[u8]>,
+        image: Option<&[u8]>,
     ) -> Result<u64, ExampleError> {
+        let id = self.insert(camera, label, Example { id: 0, positive, created, embedding }, image)?;
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Adds without writing `examples.json` (callers adding many save once).
+    fn insert(&mut self, camera: &str, label: &str, mut e: Example, image: Option<&[u8]>) -> Result<u64, ExampleError> {
         let state = self.usable()?.clone();
-        let list = self.stored.cameras.entry(camera.into()).or_default().entry(label.into()).or_default();
-        if list.len() >= MAX_PER_LABEL {
-            return Err(ExampleError::Full { camera: camera.into(), label: label.into(), count: list.len() });
+        let count = self.stored.cameras.get(camera).and_then(|c| c.get(label)).map_or(0, Vec::len);
+        if count >= MAX_PER_LABEL {
+            return Err(ExampleError::Full { camera: camera.into(), label: label.into(), count });
         }
-        let id = self.stored.next_id;
+        e.id = self.stored.next_id;
         self.stored.next_id += 1;
-        if let Some(jpeg) = thumbnail {
+        if let Some(jpeg) = image {
             let dir = state.path().join("examples");
-            let path = dir.join(format!("{id}.jpg"));
+            let path = dir.join(format!("{}.jpg", e.id));
             std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&path, jpeg))
-                .map_err(|cause| ExampleError::Thumbnail { path: path.clone(), cause })?;
+                .map_err(|cause| ExampleError::Image { path: path.clone(), cause })?;
         }
-        list.push(Example { id, positive, created, embedding });
-        state.write(FILE, FORMAT, VERSION, &self.stored)?;
+        let id = e.id;
+        self.stored.cameras.entry(camera.into()).or_default().entry(label.into()).or_default().push(e);
         Ok(id)
+    }
+
+    fn save(&self) -> Result<(), ExampleError> {
+        let state = self.state.as_ref().ok_or(ExampleError::NoStateDir)?;
+        Ok(state.write(FILE, FORMAT, VERSION, &self.stored)?)
     }
 
     /// Removes an example; false if there is none with that id.
@@ -145,117 +234,137 @@ impl ExampleStore {
             return Ok(false);
         }
         let _ = std::fs::remove_file(state.path().join("examples").join(format!("{id}.jpg")));
-        state.write(FILE, FORMAT, VERSION, &self.stored)?;
+        self.save()?;
         Ok(true)
     }
 
-    /// The thumbnail of an example, if it has one.
+    /// Whether an example has a stored image.
+    pub fn has_image(&self, id: u64) -> bool {
+        self.state.as_ref().is_some_and(|s| s.path().join("examples").join(format!("{id}.jpg")).is_file())
+    }
+
+    /// The stored image of an example, if it has one.
     pub fn thumbnail(&self, id: u64) -> Option<Vec<u8>> {
         std::fs::read(self.state.as_ref()?.path().join("examples").join(format!("{id}.jpg"))).ok()
     }
-}
 
-/// What the marked examples say about a label.
-#[derive(Debug, Serialize)]
-pub struct Suggestion {
-    pub positives: usize,
-    pub negatives: usize,
-    /// False until there are `calibrate::MIN_PER_CLASS` of each: then nothing is suggested.
-    pub enough: bool,
-    /// The fitted model's leave-one-out precision and recall at probability 0.5.
-    pub loo_precision: Option<f64>,
-    pub loo_recall: Option<f64>,
-    /// The precision asked for.
-    pub target_precision: f64,
-    /// The lowest zero-shot `on` threshold reaching the target on the examples, and `off`
-    /// at the configured gap below it.
-    pub on: Option<f32>,
-    pub off: Option<f32>,
-    /// Precision and recall of that threshold on the examples.
-    pub precision: Option<f64>,
-    pub recall: Option<f64>,
-    /// ON episodes that threshold would have started over the recorded history (hysteresis
-    /// on the raw score, no smoothing), against what the current thresholds started.
-    pub history_episodes: Option<usize>,
-    pub current_history_episodes: usize,
-}
+    /// The examples of the cameras/labels `keep` accepts, with their images, as one file.
+    pub fn export(&self, keep: impl Fn(&str, &str) -> bool) -> Result<ExportFile, ExampleError> {
+        self.usable()?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let examples = self
+            .all()
+            .filter(|(c, l, _)| keep(c, l))
+            .flat_map(|(c, l, v)| v.iter().map(move |e| (c, l, e)))
+            .map(|(c, l, e)| Exported {
+                camera: c.into(),
+                label: l.into(),
+                positive: e.positive,
+                created: e.created,
+                embedding: e.embedding.clone(),
+                image_jpeg: self.thumbnail(e.id).map(|j| b64.encode(j)),
+            })
+            .collect();
+        Ok(ExportFile { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, vision_sha256: self.running.clone(), examples })
+    }
 
-/// Rising edges of `raw ≥ on` with hysteresis down to `off`.
-pub fn episodes(raw: &[f32], on: f32, off: f32) -> usize {
-    let mut state = false;
-    let mut n = 0;
-    for &r in raw {
-        if !state && r >= on {
-            state = true;
-            n += 1;
-        } else if state && r < off {
-            state = false;
+    /// Imports the examples of `file` that `place` maps to a (camera, label slug) here.
+    /// Examples of another model are re-embedded from their images with `reembed` (left out
+    /// without one); an example already stored (same sign and embedding) is skipped.
+    pub fn import(
+        &mut self,
+        file: &ExportFile,
+        place: impl Fn(&Exported) -> Option<(String, String)>,
+        mut reembed: Option<Reembed>,
+    ) -> Result<Imported, ExampleError> {
+        self.usable()?;
+        let same_model = file.vision_sha256 == self.running;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut report = Imported::default();
+        for x in &file.examples {
+            let Some((camera, label)) = place(x) else { continue };
+            let image = x.image_jpeg.as_deref().and_then(|s| b64.decode(s).ok());
+            let embedding = match (same_model, &image, reembed.as_mut()) {
+                (true, _, _) => x.embedding.clone(),
+                (false, Some(jpeg), Some(f)) => {
+                    report.reembedded += 1;
+                    f(jpeg).map_err(|e| ExampleError::BadExport { path: "(import)".into(), problem: format!("{e:#}") })?
+                }
+                _ => {
+                    report.without_image += 1;
+                    continue;
+                }
+            };
+            let exists = self
+                .stored
+                .cameras
+                .get(&camera)
+                .and_then(|c| c.get(&label))
+                .is_some_and(|v| v.iter().any(|e| e.positive == x.positive && e.embedding == embedding));
+            if exists {
+                report.duplicates += 1;
+                continue;
+            }
+            self.insert(&camera, &label, Example { id: 0, positive: x.positive, created: x.created, embedding }, image.as_deref())?;
+            report.added += 1;
         }
+        self.save()?;
+        Ok(report)
     }
-    n
-}
 
-/// Fits and suggests (see the module docs). `label` is the label's text embedding (unit),
-/// `gap` the configured `on − off`, `history` its raw scores oldest first, `current` the
-/// thresholds in force.
-pub fn suggest(
-    examples: &[Example],
-    label: &[f32],
-    cal: &Calibration,
-    gap: f32,
-    target_precision: f64,
-    history: &[f32],
-    current: (f32, f32),
-) -> Result<Suggestion, FitError> {
-    let y: Vec<bool> = examples.iter().map(|e| e.positive).collect();
-    let positives = y.iter().filter(|p| **p).count();
-    let negatives = y.len() - positives;
-    let enough = positives >= calibrate::MIN_PER_CLASS && negatives >= calibrate::MIN_PER_CLASS;
-    let mut s = Suggestion {
-        positives,
-        negatives,
-        enough,
-        loo_precision: None,
-        loo_recall: None,
-        target_precision,
-        on: None,
-        off: None,
-        precision: None,
-        recall: None,
-        history_episodes: None,
-        current_history_episodes: episodes(history, current.0, current.1),
-    };
-    if !enough {
-        return Ok(s);
-    }
-    let mean = |idx: &[usize], positive: bool| -> Vec<f32> {
-        let mut m = vec![0f32; label.len()];
-        for &i in idx.iter().filter(|&&i| examples[i].positive == positive) {
-            m.iter_mut().zip(&examples[i].embedding).for_each(|(a, b)| *a += b);
+    /// Imports the examples file a label names in the config, unless this exact file (by
+    /// sha256) was imported for it before. Entries for the label's slug are taken whatever
+    /// camera they were collected on. Returns None when there was nothing new to do.
+    pub fn import_once(
+        &mut self,
+        path: &Path,
+        camera: &str,
+        label: &str,
+        reembed: Option<Reembed>,
+    ) -> Result<Option<Imported>, ExampleError> {
+        self.usable()?;
+        let (file, sha) = ExportFile::read(path)?;
+        let key = format!("{camera}/{label}");
+        if self.stored.imported.get(&key) == Some(&sha) {
+            return Ok(None);
         }
-        crate::classify::l2_normalize(&mut m);
-        m
-    };
-    let features = |i: usize, train: &[usize]| -> Vec<f64> {
-        let e = &examples[i].embedding;
-        vec![(dot(e, label) * cal.scale + cal.bias) as f64, dot(e, &mean(train, true)) as f64, dot(e, &mean(train, false)) as f64]
-    };
-    let loo = calibrate::leave_one_out(&y, calibrate::DEFAULT_C, features)?;
-    let (p, r) = calibrate::precision_recall(&loo, &y, 0.5);
-    s.loo_precision = Some(p);
-    s.loo_recall = Some(r);
-    let zero_shot: Vec<f64> = examples.iter().map(|e| sigmoid(dot(&e.embedding, label) * cal.scale + cal.bias) as f64).collect();
-    if let Some(t) = calibrate::threshold_for_precision(&zero_shot, &y, target_precision) {
-        let (p, r) = calibrate::precision_recall(&zero_shot, &y, t);
-        let on = t as f32;
-        let off = (on - gap).max(0.0);
-        s.on = Some(on);
-        s.off = Some(off);
-        s.precision = Some(p);
-        s.recall = Some(r);
-        s.history_episodes = Some(episodes(history, on, off));
+        let report = self.import(&file, |x| (x.label == label).then(|| (camera.to_string(), label.to_string())), reembed)?;
+        self.stored.imported.insert(key, sha);
+        self.save()?;
+        Ok(Some(report))
     }
-    Ok(s)
+
+    /// Recomputes every example's embedding from its stored image with the running model
+    /// (after a model change); examples without an image are dropped. Returns (recomputed,
+    /// dropped).
+    pub fn reembed(&mut self, reembed: Reembed) -> Result<(usize, usize), ExampleError> {
+        let state = self.state.clone().ok_or(ExampleError::NoStateDir)?;
+        let (mut done, mut dropped) = (0, 0);
+        let ids: Vec<(String, String, u64)> =
+            self.all().flat_map(|(c, l, v)| v.iter().map(move |e| (c.to_string(), l.to_string(), e.id))).collect();
+        for (c, l, id) in ids {
+            let list = self.stored.cameras.get_mut(&c).and_then(|m| m.get_mut(&l)).expect("listed above");
+            let image = std::fs::read(state.path().join("examples").join(format!("{id}.jpg"))).ok();
+            match image {
+                Some(jpeg) => {
+                    let embedding = reembed(&jpeg)
+                        .map_err(|e| ExampleError::BadExport { path: format!("example {id}").into(), problem: format!("{e:#}") })?;
+                    if let Some(e) = list.iter_mut().find(|e| e.id == id) {
+                        e.embedding = embedding;
+                    }
+                    done += 1;
+                }
+                None => {
+                    list.retain(|e| e.id != id);
+                    dropped += 1;
+                }
+            }
+        }
+        self.stored.vision_sha256 = self.running.clone();
+        self.stale = None;
+        self.save()?;
+        Ok((done, dropped))
+    }
 }
 
 #[cfg(test)]
@@ -292,34 +401,57 @@ mod tests {
     }
 
     #[test]
-    fn hysteresis_episodes() {
-        assert_eq!(episodes(&[0.1, 0.6, 0.55, 0.45, 0.6, 0.3, 0.7], 0.5, 0.4), 2);
-        assert_eq!(episodes(&[], 0.5, 0.4), 0);
+    fn export_import_round_trip_skips_duplicates_and_reembeds_other_models() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut desk = ExampleStore::load(Some(StateDir::open(d1.path()).unwrap()), "aaa");
+        desk.add("desk", "our_car", true, unit(&[1.0, 0.0]), 1.0, Some(b"\xFF\xD8one")).unwrap();
+        desk.add("desk", "our_car", false, unit(&[0.0, 1.0]), 2.0, None).unwrap();
+        desk.add("desk", "cat", true, unit(&[1.0, 1.0]), 3.0, None).unwrap();
+        let file = desk.export(|_, l| l == "our_car").unwrap();
+        assert_eq!(file.examples.len(), 2);
+        let path = d1.path().join("car.examples.json");
+        file.write(&path).unwrap();
+
+        // same model on the Pi: embeddings taken as they are, under the Pi's camera
+        let mut pi = ExampleStore::load(Some(StateDir::open(d2.path()).unwrap()), "aaa");
+        let r = pi.import_once(&path, "drive", "our_car", None).unwrap().unwrap();
+        assert_eq!((r.added, r.duplicates), (2, 0));
+        assert!(pi.import_once(&path, "drive", "our_car", None).unwrap().is_none(), "the same file is imported once");
+        let (again, _) = ExportFile::read(&path).unwrap();
+        let r = pi.import(&again, |x| Some(("drive".into(), x.label.clone())), None).unwrap();
+        assert_eq!((r.added, r.duplicates), (0, 2));
+        let listed = pi.list("drive", "our_car").unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(pi.thumbnail(listed[0].id).as_deref(), Some(&b"\xFF\xD8one"[..]), "the image travels with it");
+
+        // another model: re-embedded from the image; without an image, left out
+        let d3 = tempfile::tempdir().unwrap();
+        let mut other = ExampleStore::load(Some(StateDir::open(d3.path()).unwrap()), "bbb");
+        let mut calls = 0;
+        let mut f = |jpeg: &[u8]| -> anyhow::Result<Vec<f32>> {
+            calls += 1;
+            assert_eq!(jpeg, b"\xFF\xD8one");
+            Ok(unit(&[0.6, 0.8]))
+        };
+        let r = other.import(&again, |x| Some(("drive".into(), x.label.clone())), Some(&mut f)).unwrap();
+        assert_eq!((r.added, r.reembedded, r.without_image), (1, 1, 1));
+        assert_eq!(calls, 1);
+        assert_eq!(other.list("drive", "our_car").unwrap()[0].embedding, unit(&[0.6, 0.8]));
     }
 
     #[test]
-    fn suggestions_need_enough_examples_and_find_the_separating_threshold() {
-        let cal = Calibration::from_log_scale(10f32.ln(), -5.0);
-        let label = unit(&[1.0, 0.0, 0.0]);
-        let ex = |id, pos, v: &[f32]| Example { id, positive: pos, created: 0.0, embedding: unit(v) };
-        // positives point close to the label, negatives away from it
-        let mut examples = vec![ex(0, true, &[1.0, 0.1, 0.0]), ex(1, true, &[1.0, 0.0, 0.2]), ex(2, false, &[0.2, 1.0, 0.0])];
-        let s = suggest(&examples, &label, &cal, 0.1, 0.9, &[], (0.5, 0.4)).unwrap();
-        assert!(!s.enough && s.on.is_none(), "2 positives, 1 negative: nothing yet");
-        examples.extend([ex(3, true, &[1.0, 0.2, 0.1]), ex(4, false, &[0.3, 0.0, 1.0]), ex(5, false, &[0.1, 1.0, 1.0])]);
-        let history = [0.1f32, 0.2, 0.99, 0.98, 0.1, 0.97, 0.1];
-        let s = suggest(&examples, &label, &cal, 0.1, 1.0, &history, (0.5, 0.4)).unwrap();
-        assert!(s.enough);
-        assert_eq!((s.precision, s.recall), (Some(1.0), Some(1.0)), "{s:?}");
-        let on = s.on.unwrap();
-        let lowest_positive = examples
-            .iter()
-            .filter(|e| e.positive)
-            .map(|e| sigmoid(dot(&e.embedding, &label) * cal.scale + cal.bias))
-            .fold(1.0, f32::min);
-        assert!((on - lowest_positive).abs() < 1e-6, "the lowest threshold that keeps every negative out: {on} vs {lowest_positive}");
-        assert!((s.off.unwrap() - (on - 0.1)).abs() < 1e-6);
-        assert_eq!(s.loo_precision, Some(1.0));
-        assert!(s.history_episodes.is_some());
+    fn a_model_change_is_recomputed_from_the_stored_images() {
+        let d = tempfile::tempdir().unwrap();
+        let state = StateDir::open(d.path()).unwrap();
+        let mut s = ExampleStore::load(Some(state.clone()), "aaa");
+        s.add("door", "cat", true, unit(&[1.0, 0.0]), 1.0, Some(b"img")).unwrap();
+        s.add("door", "cat", false, unit(&[0.0, 1.0]), 2.0, None).unwrap();
+        let mut s = ExampleStore::load(Some(state.clone()), "bbb");
+        assert!(s.stale().unwrap().to_string().contains("siglipd examples reembed"));
+        let (done, dropped) = s.reembed(&mut |_| Ok(unit(&[0.0, 0.0, 1.0]))).unwrap();
+        assert_eq!((done, dropped), (1, 1));
+        let s = ExampleStore::load(Some(state), "bbb");
+        assert!(s.stale().is_none());
+        assert_eq!(s.list("door", "cat").unwrap()[0].embedding, unit(&[0.0, 0.0, 1.0]));
     }
 }

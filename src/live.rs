@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::CameraConfig;
+use crate::config::{CameraConfig, ScoreKind};
+use crate::examples::ExampleStore;
 use crate::sink::StateMsg;
 use crate::source::Payload;
+use crate::teach::{fit_label, LabelFit, LabelText};
 
 /// Latency histograms (seconds), as `/metrics` exposes them.
 pub type Histogram = prometheus_client::metrics::histogram::Histogram;
@@ -107,6 +109,14 @@ pub struct LiveCamera {
     pub last_embeddings: Mutex<Option<Arc<Vec<Vec<f32>>>>>,
     /// The labels' text side, for suggestions from examples (set once the model is loaded).
     pub model: std::sync::OnceLock<LabelModel>,
+    /// The camera's crop regions (empty: the whole frame), as `last_embeddings` are ordered.
+    pub crops: Vec<[f64; 4]>,
+    /// Per label (config order): the score its thresholds apply to.
+    pub score_kinds: Vec<ScoreKind>,
+    /// Per label (config order): its model fitted on marked examples, None until it has
+    /// enough. Written by whoever changes the examples ([`LiveCamera::refit`]), read by the
+    /// inference thread once per frame (a pointer copy).
+    pub fits: Mutex<Vec<Option<Arc<LabelFit>>>>,
 }
 
 /// What the web server needs of a camera's labels to judge examples.
@@ -115,6 +125,13 @@ pub struct LabelModel {
     pub calibration: crate::classify::Calibration,
     /// Configured `on − off` per label.
     pub gaps: Vec<f32>,
+}
+
+impl LabelModel {
+    /// Label `i` as `teach` needs it.
+    pub fn text(&self, i: usize) -> LabelText<'_> {
+        LabelText { text: Some(&self.labels[i].positive), cal: self.calibration }
+    }
 }
 
 /// One camera in `/api/cameras` (the page's live view reads this shape; see http/PAGE.md).
@@ -138,6 +155,10 @@ pub struct CameraView {
 pub struct LabelView {
     pub name: String,
     pub on: bool,
+    /// What its thresholds apply to (`score` in the config).
+    pub score: ScoreKind,
+    /// It has a model fitted on marked examples.
+    pub fitted: bool,
 }
 
 #[derive(Serialize)]
@@ -165,6 +186,33 @@ impl LiveCamera {
 
     pub fn label_name(&self, i: usize) -> &str {
         &self.labels[i]
+    }
+
+    /// Fits every label of this camera again from `store` (after examples changed, and at
+    /// start). A label whose examples cannot be used has no fit; fit errors (a corrupt store)
+    /// are returned per label for the caller to report.
+    pub fn refit(&self, store: &ExampleStore) -> Vec<(String, String)> {
+        let Some(model) = self.model.get() else { return Vec::new() };
+        let mut problems = Vec::new();
+        let fits = (0..self.labels.len())
+            .map(|i| {
+                // unusable examples (another model, no state directory) are reported where
+                // they are loaded: here they simply give no fit
+                let examples = store.list(&self.id, &self.label_slugs[i]).unwrap_or_default();
+                fit_label(&examples, model.text(i)).unwrap_or_else(|why| {
+                    problems.push((self.labels[i].clone(), why.to_string()));
+                    None
+                })
+            })
+            .map(|f| f.map(Arc::new))
+            .collect();
+        *self.fits.lock().unwrap() = fits;
+        problems
+    }
+
+    /// The current fits (a copy of the pointers).
+    pub fn fits(&self) -> Vec<Option<Arc<LabelFit>>> {
+        self.fits.lock().unwrap().clone()
     }
 
     /// After a pause: the labels are OFF.
@@ -213,6 +261,7 @@ impl LiveCamera {
     }
 
     pub fn view(&self, enabled: bool) -> CameraView {
+        let fits = self.fits();
         let l = self.latest.lock().unwrap();
         let c = &self.counters;
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -227,7 +276,12 @@ impl LiveCamera {
                 .labels
                 .iter()
                 .enumerate()
-                .map(|(i, n)| LabelView { name: n.clone(), on: l.on.get(i).copied().unwrap_or(false) })
+                .map(|(i, n)| LabelView {
+                    name: n.clone(),
+                    on: l.on.get(i).copied().unwrap_or(false),
+                    score: self.score_kinds[i],
+                    fitted: fits.get(i).is_some_and(Option::is_some),
+                })
                 .collect(),
             counters: CountersView {
                 processed: ld(&c.processed),
@@ -273,6 +327,9 @@ impl Live {
                         label_slugs: c.labels.iter().map(|l| l.slug.clone()).collect(),
                         last_embeddings: Mutex::new(None),
                         model: std::sync::OnceLock::new(),
+                        crops: c.crops.clone(),
+                        score_kinds: c.labels.iter().map(|l| l.score).collect(),
+                        fits: Mutex::new(vec![None; c.labels.len()]),
                         latest: Mutex::new(Latest::default()),
                     })
                 })

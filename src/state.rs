@@ -52,7 +52,8 @@ pub struct StateDir {
     /// An exclusive `flock` on `<dir>/lock`, held while any clone lives: two daemons sharing
     /// one state directory would overwrite each other's controls and remove each other's
     /// Home Assistant devices.
-    _lock: std::sync::Arc<File>,
+    /// None: opened read-only ([`StateDir::open_read_only`]), no lock taken, nothing written.
+    lock: Option<std::sync::Arc<File>>,
 }
 
 impl StateDir {
@@ -78,7 +79,18 @@ impl StateDir {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(StateError::InUse { dir: dir.into() });
         }
-        Ok(Self { dir: dir.into(), _lock: std::sync::Arc::new(lock) })
+        Ok(Self { dir: dir.into(), lock: Some(std::sync::Arc::new(lock)) })
+    }
+
+    /// Opens an existing directory to read only, beside a daemon that may hold its lock
+    /// (`siglipd examples list`): files are replaced atomically, so reads see whole files.
+    /// Unreadable files are reported, not moved aside; writes fail.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StateError> {
+        if !dir.is_dir() {
+            let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+            return Err(StateError::Create { dir: dir.into(), cause });
+        }
+        Ok(Self { dir: dir.into(), lock: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -105,6 +117,10 @@ impl StateDir {
             Ok(h) => format!("is {} version {}, this siglipd reads {format} version {version}", h.format, h.version),
             Err(e) => format!("cannot be parsed: {e}"),
         };
+        if self.lock.is_none() {
+            warn!("state file {} {problem}", path.display());
+            return None;
+        }
         let aside = self.dir.join(format!("{name}.unreadable"));
         let _ = fs::rename(&path, &aside);
         warn!("state file {} {problem}; moved to {} and using the defaults", path.display(), aside.display());
@@ -113,6 +129,10 @@ impl StateDir {
 
     /// Writes `name` atomically.
     pub fn write<T: Serialize>(&self, name: &str, format: &str, version: u32, body: &T) -> Result<(), StateError> {
+        if self.lock.is_none() {
+            let cause = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "opened read-only");
+            return Err(StateError::Write { path: self.dir.join(name), cause });
+        }
         let env = Envelope { header: Header { format: format.into(), version }, body };
         let bytes = serde_json::to_vec_pretty(&env).map_err(|cause| StateError::Encode { name: name.into(), cause })?;
         write_atomic(&self.dir.join(name), &bytes)

@@ -1121,11 +1121,12 @@ fn marked_examples_persist_and_drive_suggestions() {
     assert_eq!(s, 200);
     let list: serde_json::Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 6);
-    let thumb = list[0]["thumbnail"].as_str().unwrap();
+    let thumb = list[0]["image"].as_str().unwrap();
     let (s, jpeg) = call("GET", &format!("http://127.0.0.1:{web}{thumb}"), None);
     assert_eq!(s, 200);
     assert!(jpeg.starts_with(&[0xFF, 0xD8]));
-    assert!(image::load_from_memory(&jpeg).unwrap().width() <= 160);
+    let stored = image::load_from_memory(&jpeg).unwrap();
+    assert!(stored.width().max(stored.height()) <= 384, "stored at most 384 px for review and re-embedding");
 
     let (s, b) = call("GET", &format!("{base}/suggest?label=cat&precision=0.5"), None);
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
@@ -1171,4 +1172,148 @@ fn marked_examples_persist_and_drive_suggestions() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Runs `siglipd examples …` (or any command) and returns (exit code, stdout, stderr).
+fn siglipd_cli(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_siglipd")).args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// A folder holding the given fixture images (and nothing else), for a files source.
+fn folder_with(images: &[(&str, image::RgbImage)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, img) in images {
+        img.save(dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+fn fixture_rgb(name: &str) -> image::RgbImage {
+    image::open(fixtures().join("images").join(name)).unwrap().to_rgb8()
+}
+
+/// Teaching by example end to end, as a user does it: examples collected on a desktop with
+/// the CLI (`examples add` from folders, `list`, `export`), the file named in the Pi's config
+/// (`examples = …`), and a label defined by examples alone (`score = "examples"`) scoring on
+/// MQTT: its camera's state carries `raw` and `calibrated`, the label turns ON on the camera
+/// that sees its image and stays OFF on one that does not; a label without examples has no
+/// score and stays OFF.
+#[test]
+fn a_label_taught_by_examples_scores_on_mqtt() {
+    let cat = fixture_rgb("chelsea.png");
+    let (w, h) = cat.dimensions();
+    let yes = folder_with(&[
+        ("a.png", cat.clone()),
+        ("b.png", image::imageops::crop_imm(&cat, w / 20, h / 20, w - w / 10, h - h / 10).to_image()),
+        ("c.png", image::imageops::flip_horizontal(&cat)),
+    ]);
+    let no = folder_with(&[
+        // not coffee.png: for the tiny random model it embeds like the cat (cosine 0.986)
+        ("r.png", fixture_rgb("rocket.jpg")),
+        ("l.png", fixture_rgb("la.png")),
+        ("s.png", fixture_rgb("astronaut.png")),
+    ]);
+    let broker = Broker::start();
+    let work = tempfile::tempdir().unwrap();
+    let label = |name: &str, extra: &str| format!("name = \"{name}\"\non = 0.5\n{extra}");
+    // the desktop: one camera, the label from examples alone
+    let desk_state = work.path().join("desk-state");
+    let desk_cfg = work.path().join("desk.toml");
+    let desk = custom_config(broker.port, "desk", &desk_state, yes.path(), &[("desk", &[("our cat", 0.5)])], "")
+        .replace(&label("our cat", ""), &label("our cat", "score = \"examples\"\n"))
+        .replace("$TMP", &work.path().display().to_string());
+    std::fs::write(&desk_cfg, &desk).unwrap();
+    let cfg = desk_cfg.to_str().unwrap();
+    let (yes_dir, no_dir) = (yes.path().to_str().unwrap(), no.path().to_str().unwrap());
+    for (flag, dir) in [("--yes", yes_dir), ("--no", no_dir)] {
+        let (code, out, err) = siglipd_cli(&["-q", "examples", "add", "-c", cfg, "--camera", "desk", "--label", "our cat", flag, dir]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.lines().count(), 3, "one line per example added: {out}");
+    }
+    let (code, out, err) = siglipd_cli(&["-q", "examples", "list", "-c", cfg, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (listed[0]["positives"].as_u64(), listed[0]["negatives"].as_u64(), listed[0]["fitted"].as_bool()),
+        (Some(3), Some(3), Some(true)),
+        "{listed}"
+    );
+    let file = work.path().join("our-cat.examples.json");
+    let (code, _, err) = siglipd_cli(&["-q", "examples", "export", "-c", cfg, "--label", "our cat", "-o", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+
+    // the Pi: camera a sees the cat, b a picture no example shows, c has a label with no examples
+    let a = folder_with(&[("x.png", cat.clone())]);
+    let b = folder_with(&[("x.png", fixture_rgb("coins.jpg"))]);
+    let pi_state = tempfile::tempdir().unwrap();
+    let taught = format!("score = \"examples\"\nexamples = \"{}\"\n", file.display());
+    let mut pi = custom_config(broker.port, "n1", pi_state.path(), a.path(), &[("a", &[("our cat", 0.5), ("rocket", 0.5)])], "");
+    pi = pi.replace(&label("our cat", ""), &label("our cat", &taught));
+    pi += &format!(
+        "[[camera]]\nid = \"b\"\nsource = {{ kind = \"files\", path = \"{}\", loop = true }}\ninterval_s = 0.15\n[[camera.label]]\n{}",
+        b.path().display(),
+        label("our cat", &taught)
+    );
+    pi += &format!(
+        "[[camera]]\nid = \"c\"\nsource = {{ kind = \"files\", path = \"{}\", loop = true }}\ninterval_s = 0.15\n[[camera.label]]\n{}",
+        a.path().display(),
+        label("their cat", "score = \"examples\"\n")
+    );
+    let mut sub = Sub::new(broker.port);
+    let d = Daemon::start(&pi);
+    let state = |sub: &mut Sub, cam: &str, ok: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let topic = format!("test/n1/{cam}/state");
+        let m = sub.wait(&format!("{cam} state"), T, |m| {
+            m.topic == topic && serde_json::from_str(&m.payload).is_ok_and(|v: serde_json::Value| ok(&v))
+        });
+        serde_json::from_str(&m.payload).unwrap()
+    };
+    let sa = state(&mut sub, "a", &|v| v["calibrated"]["our cat"].is_number());
+    let p = sa["calibrated"]["our cat"].as_f64().unwrap();
+    assert!(p > 0.5, "camera a sees the cat: {sa}\n{}", d.log());
+    assert_eq!(sa["scores"]["our cat"], sa["calibrated"]["our cat"], "thresholds apply to the fitted score: {sa}");
+    assert!(
+        sa["raw"]["rocket"].is_number() && sa["raw"].get("our cat").is_none(),
+        "raw: the zero-shot scores of labels with prompts: {sa}"
+    );
+    sub.wait("our cat ON on a", T, |m| m.topic == "test/n1/a/our_cat" && m.payload == "ON");
+    let sb = state(&mut sub, "b", &|v| v["calibrated"]["our cat"].is_number());
+    assert!(sb["calibrated"]["our cat"].as_f64().unwrap() < 0.5, "camera b does not: {sb}");
+    sub.wait("our cat OFF on b", T, |m| m.topic == "test/n1/b/our_cat" && m.payload == "OFF");
+    let sc = state(&mut sub, "c", &|_| true);
+    assert!(sc["scores"].get("their cat").is_none() && sc.get("calibrated").is_none(), "no examples, no score: {sc}");
+    sub.wait("their cat OFF", T, |m| m.topic == "test/n1/c/their_cat" && m.payload == "OFF");
+    let log = d.log();
+    assert!(log.contains("imported examples") && log.contains("scored from examples alone"), "{log}");
+}
+
+/// A model change makes the stored examples unusable until they are recomputed from their
+/// stored images; the error says how, and `examples reembed` does it.
+#[test]
+fn examples_are_recomputed_after_a_model_change() {
+    let work = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let cfg_for = |precision: &str| {
+        let path = work.path().join(format!("{precision}.toml"));
+        let t = custom_config(1883, "n1", &work.path().join("state"), images.path(), &[("cam", &[("cat", 0.5)])], "")
+            .replace("[model]\n", &format!("[model]\nprecision = \"{precision}\"\n"))
+            .replace("$TMP", &work.path().display().to_string());
+        std::fs::write(&path, t).unwrap();
+        path.display().to_string()
+    };
+    let (fp32, int8) = (cfg_for("fp32"), cfg_for("int8"));
+    let img = fixtures().join("images").join("chelsea.png");
+    let (code, _, err) =
+        siglipd_cli(&["-q", "examples", "add", "-c", &fp32, "--camera", "cam", "--label", "cat", "--yes", img.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // the int8 vision tower is another file: another model for the examples
+    let (code, _, err) = siglipd_cli(&["-q", "examples", "list", "-c", &int8]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("another vision model") && err.contains("siglipd examples reembed"), "{err}");
+    let (code, _, err) = siglipd_cli(&["-q", "examples", "reembed", "-c", &int8]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = siglipd_cli(&["-q", "examples", "list", "-c", &int8, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"positives\": 1"), "{out}");
 }

@@ -221,7 +221,7 @@ async fn live_view_endpoints_health_and_metrics() {
     assert_eq!(list[0]["name"], "Front door");
     assert_eq!(list[0]["online"], false);
     assert!(list[0]["state"].is_null());
-    assert_eq!(list[0]["labels"][1], serde_json::json!({"name": "a parked car", "on": false}));
+    assert_eq!(list[0]["labels"][1], serde_json::json!({"name": "a parked car", "on": false, "score": "zero-shot", "fitted": false}));
     let (status, _) = send_raw(&app, Request::get("/api/cameras/door/frame.jpg").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = send_raw(&app, Request::get("/api/cameras/nope/state").body(Body::empty()).unwrap()).await;
@@ -251,7 +251,7 @@ async fn live_view_endpoints_health_and_metrics() {
     let one: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(one["online"], true);
     assert_eq!(one["state"], state);
-    assert_eq!(one["labels"][0], serde_json::json!({"name": "cat", "on": true}));
+    assert_eq!(one["labels"][0], serde_json::json!({"name": "cat", "on": true, "score": "zero-shot", "fitted": false}));
     assert_eq!(one["counters"]["processed"], 3);
     let (status, body) = send_raw(&app, Request::get("/api/cameras/door/frame.jpg").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);

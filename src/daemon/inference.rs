@@ -10,8 +10,8 @@ use image::RgbImage;
 use tracing::{debug, info, warn};
 
 use super::schedule::{falling_behind, Scheduler, WallClock};
-use super::{crop, label_score, mean_abs_diff, snapshot_jpeg, thumbnail};
-use crate::config::CameraConfig;
+use super::{label_score, mean_abs_diff, snapshot_jpeg, thumbnail};
+use crate::config::{CameraConfig, ScoreKind};
 use crate::control::Controls;
 use crate::decide::{Change, EventKind, LabelState};
 use crate::embeddings::LabelEmbedding;
@@ -64,7 +64,36 @@ impl CameraRun {
 }
 
 /// A scored frame: label scores, the decoded frame, each crop region's image embedding.
-type Scored = (Vec<f32>, RgbImage, Vec<Vec<f32>>);
+type Scored = (Vec<LabelScores>, RgbImage, Vec<Vec<f32>>);
+
+/// One label's scores on a frame (with crop regions: the best region of each).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LabelScores {
+    /// The zero-shot score (labels with prompts).
+    pub raw: Option<f32>,
+    /// The probability of the label's model fitted on marked examples, if it has one.
+    pub calibrated: Option<f32>,
+}
+
+impl LabelScores {
+    /// The score the label's thresholds apply to: a calibrated label uses its zero-shot score
+    /// until it has a fit; a label from examples alone has none until then.
+    pub fn used(&self, kind: ScoreKind) -> Option<f32> {
+        match kind {
+            ScoreKind::ZeroShot => self.raw,
+            ScoreKind::Calibrated => self.calibrated.or(self.raw),
+            ScoreKind::Examples => self.calibrated,
+        }
+    }
+
+    fn max(self, other: Self) -> Self {
+        let m = |a: Option<f32>, b: Option<f32>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        Self { raw: m(self.raw, other.raw), calibrated: m(self.calibrated, other.calibrated) }
+    }
+}
 
 /// Why a frame was not scored.
 enum Skip {
@@ -230,7 +259,8 @@ impl Inference {
             cam.last_thumb = Some(thumb);
         }
         let cal = self.engine.calibration;
-        let mut scores = vec![0f32; cam.labels.len()];
+        let fits = cam.live.fits();
+        let mut scores = vec![LabelScores::default(); cam.labels.len()];
         let whole = [[0.0, 0.0, 1.0, 1.0]];
         let regions: &[[f64; 4]] = if cam.cfg.crops.is_empty() { &whole } else { &cam.cfg.crops };
         let mut embeddings = Vec::with_capacity(regions.len());
@@ -239,15 +269,19 @@ impl Inference {
             let view = if cam.cfg.crops.is_empty() {
                 &img
             } else {
-                part = crop(&img, r);
+                part = preprocess::crop_region(&img, r);
                 &part
             };
             self.engine.pre.pixels_into(view, &mut self.pixels);
             let emb =
                 self.engine.vision.embed(&self.pixels).map_err(|e| Skip::Failed { kind: "inference", message: e.to_string() })?;
             // with several regions, a label is as present as in its best region
-            for (s, l) in scores.iter_mut().zip(&cam.labels) {
-                *s = s.max(label_score(&cal, &emb, l));
+            for ((s, l), fit) in scores.iter_mut().zip(&cam.labels).zip(&fits) {
+                let here = LabelScores {
+                    raw: l.has_text().then(|| label_score(&cal, &emb, l)),
+                    calibrated: fit.as_ref().map(|f| f.probability(&emb)),
+                };
+                *s = s.max(here);
             }
             embeddings.push(emb);
         }
@@ -288,7 +322,7 @@ impl Inference {
         }
     }
 
-    fn publish(&mut self, i: usize, scores: &[f32], infer: Duration, frame: Frame, img: &RgbImage) {
+    fn publish(&mut self, i: usize, scores: &[LabelScores], infer: Duration, frame: Frame, img: &RgbImage) {
         let wall = self.clock.now();
         let ctrl = &self.controls.cameras[i];
         let cam = &mut self.cams[i];
@@ -299,7 +333,9 @@ impl Inference {
         self.sinks.send(Output::State { camera: cam.cfg.id.clone(), state: state.clone() });
         let now = Instant::now();
         let mut history = cam.live.history.lock().unwrap();
-        for (j, &score) in scores.iter().enumerate() {
+        for (j, s) in scores.iter().enumerate() {
+            // no score yet (a label from examples alone, not enough of them): it stays OFF
+            let score = s.used(cam.cfg.labels[j].score).unwrap_or(0.0);
             let (smoothed, change) = cam.states[j].update(score, ctrl.thresholds(j), now, wall);
             let on = cam.states[j].is_on();
             history[j].push(crate::history::Point { t: wall, raw: score, smoothed, on, n: 1 });
@@ -320,13 +356,20 @@ impl Inference {
     }
 }
 
-fn state_msg(cfg: &CameraConfig, scores: &[f32], wall: f64, infer_ms: f64) -> StateMsg {
-    let mut ranked: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+fn state_msg(cfg: &CameraConfig, scores: &[LabelScores], wall: f64, infer_ms: f64) -> StateMsg {
+    let used: Vec<(usize, f32)> = scores.iter().enumerate().filter_map(|(j, s)| Some((j, s.used(cfg.labels[j].score)?))).collect();
+    let mut ranked = used.clone();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let by_name = |pick: &dyn Fn(&LabelScores) -> Option<f32>| {
+        cfg.labels.iter().zip(scores).filter_map(|(l, s)| Some((l.name.clone(), pick(s)?))).collect()
+    };
+    let fitted = scores.iter().any(|s| s.calibrated.is_some());
     StateMsg {
         ts: wall,
         top: ranked.iter().take(cfg.top_k).map(|(j, s)| TopLabel { label: cfg.labels[*j].name.clone(), score: *s }).collect(),
-        scores: cfg.labels.iter().zip(scores).map(|(l, s)| (l.name.clone(), *s)).collect(),
+        scores: used.iter().map(|(j, s)| (cfg.labels[*j].name.clone(), *s)).collect(),
+        raw: if fitted { by_name(&|s| s.raw) } else { Default::default() },
+        calibrated: by_name(&|s| s.calibrated),
         infer_ms: (infer_ms * 10.0).round() / 10.0,
     }
 }
@@ -356,4 +399,49 @@ fn publish_change(sinks: &Sinks, cam: &CameraRun, j: usize, change: &Change, rea
         end_time: ev.end_time,
         reason: reason.map(str::to_string),
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_label_is_decided_on_the_score_it_names() {
+        let zs = LabelScores { raw: Some(0.2), calibrated: None };
+        let both = LabelScores { raw: Some(0.2), calibrated: Some(0.9) };
+        let only_fit = LabelScores { raw: None, calibrated: Some(0.7) };
+        assert_eq!(both.used(ScoreKind::ZeroShot), Some(0.2), "zero-shot ignores a fit");
+        assert_eq!(both.used(ScoreKind::Calibrated), Some(0.9));
+        assert_eq!(zs.used(ScoreKind::Calibrated), Some(0.2), "calibrated without a fit: the zero-shot score");
+        assert_eq!(only_fit.used(ScoreKind::Examples), Some(0.7));
+        assert_eq!(LabelScores::default().used(ScoreKind::Examples), None, "no examples: no score");
+        // crop regions: each score is its best region's
+        let m = zs.max(LabelScores { raw: Some(0.1), calibrated: Some(0.4) });
+        assert_eq!(m, LabelScores { raw: Some(0.2), calibrated: Some(0.4) });
+    }
+
+    #[test]
+    fn the_state_carries_raw_and_calibrated_once_a_label_has_a_fit() {
+        let toml = "[model]\nbundle = \"x\"\n[[camera]]\nid = \"c\"\nsource = { kind = \"files\", path = \"x\" }\n\
+            [[camera.label]]\nname = \"cat\"\nscore = \"calibrated\"\n[[camera.label]]\nname = \"car\"\n\
+            [[camera.label]]\nname = \"ours\"\nscore = \"examples\"\n";
+        let cfg = crate::config::Config::parse(toml, "test", std::path::Path::new("")).unwrap();
+        let cam = &cfg.cameras[0];
+        let none = [
+            LabelScores { raw: Some(0.3), calibrated: None },
+            LabelScores { raw: Some(0.6), calibrated: None },
+            LabelScores::default(),
+        ];
+        let s = state_msg(cam, &none, 1.0, 2.0);
+        assert_eq!(s.scores.len(), 2, "a label from examples alone has no score yet: {s:?}");
+        assert!(s.raw.is_empty() && s.calibrated.is_empty());
+        assert_eq!(s.top[0].label, "car");
+        let fitted =
+            [LabelScores { raw: Some(0.3), calibrated: Some(0.95) }, none[1], LabelScores { raw: None, calibrated: Some(0.1) }];
+        let s = state_msg(cam, &fitted, 1.0, 2.0);
+        assert_eq!((s.scores["cat"], s.scores["ours"]), (0.95, 0.1));
+        assert_eq!((s.raw["cat"], s.raw["car"], s.raw.get("ours")), (0.3, 0.6, None));
+        assert_eq!((s.calibrated["cat"], s.calibrated["ours"], s.calibrated.get("car")), (0.95, 0.1, None));
+        assert_eq!(s.top[0].label, "cat");
+    }
 }

@@ -21,10 +21,11 @@ use image::RgbImage;
 use tracing::{error, info, warn};
 
 use crate::classify::{dot, sigmoid, Calibration};
-use crate::config::{Config, HttpConfig};
+use crate::config::{Config, HttpConfig, ScoreKind};
 use crate::control::Controls;
 use crate::embeddings::{self, LabelEmbedding};
 use crate::engine::Engine;
+use crate::examples::ExampleStore;
 use crate::live::Live;
 use crate::model::Bundle;
 use crate::signals::{Signals, Stop};
@@ -58,15 +59,6 @@ fn thumbnail(img: &RgbImage) -> Vec<u8> {
 
 fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as u64).sum::<u64>() as f64 / (255.0 * a.len() as f64)
-}
-
-fn crop(img: &RgbImage, r: &[f64; 4]) -> RgbImage {
-    let (w, h) = (img.width() as f64, img.height() as f64);
-    let x = ((r[0] * w).round() as u32).min(img.width() - 1);
-    let y = ((r[1] * h).round() as u32).min(img.height() - 1);
-    let cw = ((r[2] * w).round() as u32).clamp(1, img.width() - x);
-    let ch = ((r[3] * h).round() as u32).clamp(1, img.height() - y);
-    image::imageops::crop_imm(img, x, y, cw, ch).to_image()
 }
 
 fn snapshot_jpeg(payload: &Payload, img: &RgbImage) -> Option<Vec<u8>> {
@@ -236,10 +228,10 @@ impl Running {
             let _ = live_cam.model.set(crate::live::LabelModel { labels: labels.clone(), calibration: engine.calibration, gaps });
             cams.push(CameraRun::new(cfg, slot, labels, live_cam.clone()));
         }
+        let mut engine = engine;
+        let examples = Arc::new(std::sync::Mutex::new(load_examples(&config, state.clone(), &mut engine, &live)));
         let (http_stop, jobs) = match &config.http {
             Some(h) => {
-                let examples =
-                    Arc::new(std::sync::Mutex::new(crate::examples::ExampleStore::load(state.clone(), &vision_sha256(&engine))));
                 let parts =
                     HttpParts { live: live.clone(), controls: controls.clone(), bell: bell.clone(), examples, sinks: sinks.clone() };
                 let (stop, jobs) = start_http(h, &engine, rt, parts);
@@ -326,11 +318,37 @@ fn open_state(config: &Config) -> Option<StateDir> {
     }
 }
 
-/// sha256 of the running vision tower file: what examples' embeddings are bound to.
-fn vision_sha256(engine: &Engine) -> String {
-    let b = &engine.bundle;
-    let file = b.tower_spec(crate::model::Tower::Vision).and_then(|s| s.files.get(engine.precision.as_str())).cloned();
-    file.and_then(|f| b.file_sha256(&f).ok()).unwrap_or_default()
+/// The marked examples: loaded, the config's `examples` files imported (re-embedded from
+/// their images when another model made them), every label fitted. Problems are logged; none
+/// stops the daemon.
+fn load_examples(config: &Config, state: Option<StateDir>, engine: &mut Engine, live: &Live) -> ExampleStore {
+    let mut store = ExampleStore::load(state, &engine.vision_sha256());
+    if let Some(e) = store.stale() {
+        warn!("{e}");
+    }
+    for (cam, live_cam) in config.cameras.iter().zip(&live.cameras) {
+        for l in &cam.labels {
+            let Some(path) = &l.examples else { continue };
+            let mut reembed = |jpeg: &[u8]| engine.embed_encoded(jpeg, "an imported example's image");
+            match store.import_once(path, &cam.id, &l.slug, Some(&mut reembed)) {
+                Ok(Some(r)) => info!(camera = %cam.id, label = %l.name, file = %path.display(), added = r.added,
+                    duplicates = r.duplicates, reembedded = r.reembedded, without_image = r.without_image, "imported examples"),
+                Ok(None) => {}
+                Err(e) => error!(camera = %cam.id, label = %l.name, "examples not imported: {e}"),
+            }
+        }
+        for (label, why) in live_cam.refit(&store) {
+            warn!(camera = %cam.id, label = %label, "no model fitted from the marked examples: {why}");
+        }
+        let fits = live_cam.fits();
+        for (l, fit) in cam.labels.iter().zip(&fits) {
+            if l.score == ScoreKind::Examples && fit.is_none() {
+                warn!(camera = %cam.id, label = %l.name, "this label is scored from examples alone and has fewer than {} marked yes and {} no: it stays OFF until they are marked (live view, or `siglipd examples add`)",
+                    crate::calibrate::MIN_PER_CLASS, crate::calibrate::MIN_PER_CLASS);
+            }
+        }
+    }
+    store
 }
 
 type StartedSinks = (Sinks, Option<Mqtt>, Option<std::thread::JoinHandle<()>>);
@@ -378,7 +396,7 @@ struct HttpParts {
     live: Arc<Live>,
     controls: Arc<Controls>,
     bell: Arc<Doorbell>,
-    examples: Arc<std::sync::Mutex<crate::examples::ExampleStore>>,
+    examples: Arc<std::sync::Mutex<ExampleStore>>,
     sinks: Sinks,
 }
 
@@ -485,10 +503,10 @@ mod tests {
     #[test]
     fn crop_regions_are_fractions_clamped_to_the_frame() {
         let img = RgbImage::from_fn(100, 50, |x, y| image::Rgb([x as u8, y as u8, 0]));
-        let c = crop(&img, &[0.5, 0.0, 0.5, 1.0]);
+        let c = crate::model::preprocess::crop_region(&img, &[0.5, 0.0, 0.5, 1.0]);
         assert_eq!(c.dimensions(), (50, 50));
         assert_eq!(c.get_pixel(0, 0).0, [50, 0, 0]);
-        let tiny = crop(&img, &[0.999, 0.999, 0.001, 0.001]);
+        let tiny = crate::model::preprocess::crop_region(&img, &[0.999, 0.999, 0.001, 0.001]);
         assert_eq!(tiny.dimensions(), (1, 1));
     }
 

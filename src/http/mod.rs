@@ -42,6 +42,7 @@ use crate::model::{Precision, PrecisionChoice, Tower};
 use crate::source::{Doorbell, Payload};
 
 mod b64;
+mod teach;
 
 const PAGE: &str = include_str!("page.html");
 
@@ -81,7 +82,23 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 /// One upload waiting for the model. Runs wherever the engine lives: the classifier's own
 /// thread (`serve`) or the daemon's inference thread between frames (`run`).
-pub struct Job {
+pub enum Job {
+    /// `POST /api/classify`.
+    Classify(ClassifyJob),
+    /// `POST /api/cameras/<id>/examples/image`: an image to embed as an example.
+    Embed(teach::EmbedJob),
+}
+
+impl Job {
+    pub fn run(self, engine: &mut Engine) {
+        match self {
+            Job::Classify(j) => j.run(engine),
+            Job::Embed(j) => j.run(engine),
+        }
+    }
+}
+
+pub struct ClassifyJob {
     image: Vec<u8>,
     max_pixels: u64,
     labels: Vec<String>,
@@ -90,8 +107,8 @@ pub struct Job {
     reply: oneshot::Sender<Result<Vec<LabelScore>, ApiError>>,
 }
 
-impl Job {
-    pub fn run(self, engine: &mut Engine) {
+impl ClassifyJob {
+    fn run(self, engine: &mut Engine) {
         if self.reply.is_closed() {
             return; // the client gave up while waiting
         }
@@ -155,6 +172,22 @@ impl Classifier {
             }
         })?;
         Ok(me)
+    }
+
+    /// Queues a job for the model: 503 when the queue is full.
+    fn submit(&self, job: Job) -> Result<(), ApiError> {
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                if let Some(bell) = &self.bell {
+                    bell.ring();
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy: too many images waiting for the model, try again shortly".into()))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the classifier stopped".into())),
+        }
     }
 
     /// `run`: jobs go to the daemon's inference thread, which owns `engine`.
@@ -237,10 +270,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/cameras/{id}/state", get(camera_state_handler))
         .route("/api/cameras/{id}/frame.jpg", get(camera_frame_handler))
         .route("/api/cameras/{id}/history", get(camera_history_handler))
-        .route("/api/cameras/{id}/examples", get(examples_list_handler).post(examples_add_handler))
-        .route("/api/cameras/{id}/examples/{n}", axum::routing::delete(examples_delete_handler))
-        .route("/api/cameras/{id}/examples/{n}/thumbnail.jpg", get(examples_thumbnail_handler))
-        .route("/api/cameras/{id}/suggest", get(suggest_handler))
+        .merge(teach::routes())
         .route("/api/cameras/{id}/thresholds", post(threshold_handler))
         .route("/metrics", get(metrics_handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -364,164 +394,6 @@ async fn camera_history_handler(
     let points = cam.history.lock().unwrap()[i].since(since);
     let t = s.api.controls.as_ref().and_then(|c| c.camera(&id)).map(|c| c.thresholds(i));
     Ok(Json(HistoryView { camera: id, label: cam.label_name(i).to_string(), on: t.map(|t| t.on), off: t.map(|t| t.off), points }))
-}
-
-// ---- marked examples and what they suggest (teaching a label by example) ---------------------
-
-fn example_store(s: &AppState) -> Result<&Arc<std::sync::Mutex<crate::examples::ExampleStore>>, ApiError> {
-    s.api.examples.as_ref().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "examples are kept only by `siglipd run`".into()))
-}
-
-fn example_error(e: crate::examples::ExampleError) -> ApiError {
-    use crate::examples::ExampleError as E;
-    let status = match e {
-        E::OtherModel { .. } => StatusCode::CONFLICT,
-        E::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError(status, e.to_string())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MarkRequest {
-    /// Display name or topic id.
-    label: String,
-    /// true: "this is ⟨label⟩"; false: "this is not ⟨label⟩".
-    positive: bool,
-}
-
-#[derive(serde::Serialize)]
-struct ExampleView {
-    id: u64,
-    positive: bool,
-    created: f64,
-    thumbnail: String,
-}
-
-#[derive(Deserialize)]
-struct LabelQuery {
-    label: String,
-    /// `suggest`: the precision to reach on the examples (default 0.9).
-    #[serde(default)]
-    precision: Option<f64>,
-}
-
-/// `POST /api/cameras/<id>/examples {"label","positive"}`: stores the frame shown (its
-/// embedding of the region where the label scores best, and a thumbnail) as an example.
-async fn examples_add_handler(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Json(m): Json<MarkRequest>,
-) -> Result<Response, ApiError> {
-    let store = example_store(&s)?.clone();
-    let cam = find_camera(&s, &id)?;
-    let i = cam
-        .label_index(&m.label)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", m.label)))?;
-    let embeddings = cam
-        .last_embeddings
-        .lock()
-        .unwrap()
-        .clone()
-        .ok_or_else(|| ApiError(StatusCode::CONFLICT, format!("camera {id:?} has no scored frame yet")))?;
-    let model = cam.model.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading".into()))?;
-    // with crop regions, the region where this label scores best is the example
-    let label = &model.labels[i];
-    let best = embeddings
-        .iter()
-        .max_by(|a, b| crate::classify::dot(a, &label.positive).total_cmp(&crate::classify::dot(b, &label.positive)))
-        .cloned()
-        .unwrap_or_default();
-    let frame = cam.frame();
-    let slug = cam.label_slugs[i].clone();
-    let created = crate::host::unix_now();
-    let added = tokio::task::spawn_blocking(move || {
-        let thumb = frame.and_then(|f| thumbnail_jpeg(&f));
-        store.lock().unwrap().add(&id, &slug, m.positive, best, created, thumb.as_deref())
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(example_error)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": added }))).into_response())
-}
-
-/// A JPEG at most 160 px wide for reviewing examples.
-fn thumbnail_jpeg(p: &Payload) -> Option<Vec<u8>> {
-    let img = match p {
-        Payload::Encoded(b) => preprocess::decode(b, "the frame", u64::MAX).ok()?,
-        Payload::Rgb(img) => img.clone(),
-    };
-    let small = image::imageops::thumbnail(&img, 160, 160 * img.height() / img.width().max(1));
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&small).ok()?;
-    Some(out)
-}
-
-async fn examples_list_handler(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<LabelQuery>,
-) -> Result<Json<Vec<ExampleView>>, ApiError> {
-    let cam = find_camera(&s, &id)?;
-    let i = cam
-        .label_index(&q.label)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", q.label)))?;
-    let list = example_store(&s)?.lock().unwrap().list(&id, &cam.label_slugs[i]).map_err(example_error)?;
-    Ok(Json(
-        list.into_iter()
-            .map(|e| ExampleView {
-                id: e.id,
-                positive: e.positive,
-                created: e.created,
-                thumbnail: format!("/api/cameras/{id}/examples/{}/thumbnail.jpg", e.id),
-            })
-            .collect(),
-    ))
-}
-
-async fn examples_delete_handler(State(s): State<AppState>, Path((id, n)): Path<(String, u64)>) -> Result<StatusCode, ApiError> {
-    find_camera(&s, &id)?;
-    match example_store(&s)?.lock().unwrap().remove(&id, n).map_err(example_error)? {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no example {n}"))),
-    }
-}
-
-async fn examples_thumbnail_handler(State(s): State<AppState>, Path((id, n)): Path<(String, u64)>) -> Result<Response, ApiError> {
-    find_camera(&s, &id)?;
-    let jpeg = example_store(&s)?
-        .lock()
-        .unwrap()
-        .thumbnail(n)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no thumbnail for example {n}")))?;
-    Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
-}
-
-/// `GET /api/cameras/<id>/suggest?label=…&precision=0.9`: what the marked examples say
-/// (`examples::suggest`).
-async fn suggest_handler(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<LabelQuery>,
-) -> Result<Json<crate::examples::Suggestion>, ApiError> {
-    let cam = find_camera(&s, &id)?;
-    let i = cam
-        .label_index(&q.label)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", q.label)))?;
-    let target = q.precision.unwrap_or(0.9);
-    if !(target > 0.0 && target <= 1.0) {
-        return Err(bad(format!("precision is {target}, must be in (0, 1]")));
-    }
-    let examples = example_store(&s)?.lock().unwrap().list(&id, &cam.label_slugs[i]).map_err(example_error)?;
-    let model = cam.model.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading".into()))?;
-    let history: Vec<f32> = cam.history.lock().unwrap()[i].since(f64::NEG_INFINITY).iter().map(|p| p.raw).collect();
-    let current =
-        s.api.controls.as_ref().and_then(|c| c.camera(&id)).map(|c| c.thresholds(i)).map(|t| (t.on, t.off)).unwrap_or((0.5, 0.4));
-    let label = &model.labels[i].positive;
-    crate::examples::suggest(&examples, label, &model.calibration, model.gaps[i], target, &history, current)
-        .map(Json)
-        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -753,20 +625,11 @@ async fn classify_inner(s: &AppState, headers: HeaderMap, req: Request) -> Resul
     let (reply, rx) = oneshot::channel();
     let started = Instant::now();
     let max_pixels = s.api.limits.max_pixels;
-    match classifier.tx.try_send(Job { image, max_pixels, labels, template, precision, reply }) {
-        Ok(()) => {
-            if let Some(bell) = &classifier.bell {
-                bell.ring();
-            }
-        }
-        Err(TrySendError::Full(_)) => {
+    classifier.submit(Job::Classify(ClassifyJob { image, max_pixels, labels, template, precision, reply })).inspect_err(|e| {
+        if e.0 == StatusCode::SERVICE_UNAVAILABLE {
             s.metrics.rejected_busy.inc();
-            return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "busy: too many classifications waiting, try again shortly".into()));
         }
-        Err(TrySendError::Disconnected(_)) => {
-            return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the classifier stopped".into()))
-        }
-    }
+    })?;
     let scores = match tokio::time::timeout(s.api.limits.timeout, rx).await {
         Ok(Ok(r)) => r?,
         Ok(Err(_)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the classifier stopped".into())),

@@ -154,6 +154,17 @@ fn inverted_cmyk_to_rgb(stored: &[u8]) -> [u8; 3] {
     [ch(stored[0]), ch(stored[1]), ch(stored[2])]
 }
 
+/// The region `[x, y, w, h]` (fractions of the width and height, as `crop` in the config) of
+/// `img`, rounded to whole pixels and kept inside the image (at least 1×1).
+pub fn crop_region(img: &RgbImage, r: &[f64; 4]) -> RgbImage {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let x = ((r[0] * w).round() as u32).min(img.width() - 1);
+    let y = ((r[1] * h).round() as u32).min(img.height() - 1);
+    let cw = ((r[2] * w).round() as u32).clamp(1, img.width() - x);
+    let ch = ((r[3] * h).round() as u32).clamp(1, img.height() - y);
+    image::imageops::crop_imm(img, x, y, cw, ch).to_image()
+}
+
 pub fn decode_file(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ImageError::Read { path: what.clone(), cause: e })?;

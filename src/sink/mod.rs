@@ -19,8 +19,16 @@ pub struct StateMsg {
     pub ts: f64,
     /// The `top_k` best labels, best first.
     pub top: Vec<TopLabel>,
-    /// Every label's score (0..1) by display name.
+    /// Every label's score (0..1) by display name: the one its thresholds apply to (see
+    /// `config::ScoreKind`). A label scored from examples alone is absent until it has enough.
     pub scores: std::collections::BTreeMap<String, f32>,
+    /// Present when a label of the camera has a model fitted on marked examples: the zero-shot
+    /// score of every label with prompts…
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub raw: std::collections::BTreeMap<String, f32>,
+    /// …and the fitted probability of every label that has one (whichever score it uses).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub calibrated: std::collections::BTreeMap<String, f32>,
     /// Vision tower time for this frame (all crop regions), milliseconds, one decimal.
     pub infer_ms: f64,
 }

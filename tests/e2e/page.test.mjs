@@ -694,6 +694,7 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
           'interval_s = 0.3',
           '[[camera.label]]',
           'name = "cat"',
+          'score = "calibrated"',
           'on = 0.5',
           'off = 0.4',
           '[[camera.label]]',
@@ -793,6 +794,11 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
       assert.ok(/Suggested on 0\.\d{3}|No threshold reaches/.test(text), text);
       const examples = await (await fetch(`${srv.url}/api/cameras/porch/examples?label=rocket`)).json();
       assert.equal(examples.length, 6);
+      // the examples are listed under the chart with their stored images
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 6);
+      await page.waitForFunction(() => [...document.querySelectorAll('article.cam[data-id="porch"] ul.exs img')].every((i) => i.complete && i.naturalWidth > 0));
+      assert.equal(await card.locator('ul.exs li.yes').count(), 3);
+      assert.match(await card.locator('p.kind').textContent(), /^Thresholds apply to the zero-shot score\.$/);
       if (await card.locator('details.hist button.apply').isVisible()) {
         const want = Number(await card.locator('details.hist button.apply').getAttribute('data-on'));
         await card.locator('details.hist button.apply').click();
@@ -807,6 +813,42 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
         (s) => document.querySelector('article.cam[data-id="porch"] img.frame')?.dataset.src !== s,
         firstSrc,
       );
+
+      // delete an example on the page: the count falls, and with 2 "no" nothing is suggested
+      await card.locator('ul.exs li.no button').first().click();
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 5);
+      await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent.startsWith('3 marked yes, 2 no. Mark at least 3'));
+
+      // teach "cat" (score = "calibrated") with the upload form: three cat images, three others
+      // (not coffee.png: for the tiny random model it embeds like the cat, cosine 0.986)
+      await card.locator('details.hist select').selectOption('cat');
+      await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] p.kind')?.textContent.includes('zero-shot score until 3 yes and 3 no'));
+      await page.waitForFunction(() => !document.getElementById('teachup').hidden);
+      await page.selectOption('#tucam', 'porch');
+      await page.selectOption('#tulab', 'cat');
+      const marks = [['chelsea.png', true], ['chelsea.bmp', true], ['rgb16.png', true], ['rocket.jpg', false], ['astronaut.png', false], ['camera_gray.png', false]];
+      for (const [i, [img, yes]] of marks.entries()) {
+        await page.setInputFiles('#file', path.join(IMAGES, img));
+        await page.click(yes ? '#tuyes' : '#tuno');
+        const want = `Added as ${yes ? '' : 'not '}cat: ${Math.min(i + 1, 3)} yes, ${Math.max(0, i - 2)} no`;
+        await page.waitForFunction((w) => document.getElementById('tumsg').textContent.startsWith(w), want);
+      }
+      assert.match(await page.locator('#tumsg').textContent(), /the label has a fitted model\.$/);
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 6);
+      await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] p.kind')?.textContent === 'Thresholds apply to the score fitted on the examples.');
+      // the state now carries both scores, and "cat" is decided on the fitted one
+      await page.waitForFunction(async (u) => {
+        const c = (await (await fetch(u)).json()).state;
+        return c && typeof c.calibrated?.cat === 'number' && typeof c.raw?.cat === 'number' && c.scores.cat === c.calibrated.cat;
+      }, `${srv.url}/api/cameras/porch/state`);
+      // a threshold on the fitted score that reaches 0.9 precision on the examples, applied
+      await page.waitForFunction(() => /Suggested on 0\.\d{3}/.test(document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent ?? ''));
+      const want = Number(await card.locator('details.hist button.apply').getAttribute('data-on'));
+      await card.locator('details.hist button.apply').click();
+      await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent.startsWith('Applied'));
+      const applied = await (await fetch(`${srv.url}/api/cameras/porch/history?label=cat`)).json();
+      assert.ok(Math.abs(applied.on - want) < 1e-3, `applied ${want}, in force ${applied.on}`);
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] svg.chart line.thr').length === 2);
 
       // the frame changes every poll (2 s): take the picture right after one has loaded, with a
       // viewport tall enough that nothing has to be stitched together

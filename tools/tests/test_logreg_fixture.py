@@ -16,3 +16,7 @@ def test_committed_reference_is_reproducible():
         assert got["x"] == want["x"] and got["y"] == want["y"]
         np.testing.assert_allclose(got["coef"], want["coef"], atol=1e-6)
         np.testing.assert_allclose(got["intercept"], want["intercept"], atol=1e-6)
+    for got, want in zip(m.scaled_cases(), committed["scaled_cases"], strict=True):
+        assert got["x"] == want["x"] and got["y"] == want["y"]
+        for k in ("mean", "scale", "proba"):
+            np.testing.assert_allclose(got[k], want[k], atol=1e-9)

@@ -1,0 +1,287 @@
+//! `siglipd examples …`: the command-line side of teaching by example (folders of images,
+//! review, moving examples between machines, recomputing them after a model change).
+//!
+//! Every command loads the configured model as `run` does (same bundle, same precision choice),
+//! because examples are bound to the sha256 of the vision tower that embedded them.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::{
+    ConfigArg, ExamplesAddArgs, ExamplesCommand, ExamplesExportArgs, ExamplesImportArgs, ExamplesListArgs, ExamplesRemoveArgs,
+    UsageError,
+};
+use crate::config::{CameraConfig, Config, LabelConfig, ScoreKind};
+use crate::embeddings::LabelEmbedding;
+use crate::engine::{example_jpeg, Engine};
+use crate::examples::{ExampleStore, ExportFile};
+use crate::state::{StateDir, StateError};
+use crate::teach::{fit_label, LabelText};
+
+pub fn run(cmd: ExamplesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ExamplesCommand::Add(a) => add(a),
+        ExamplesCommand::List(a) => list(a),
+        ExamplesCommand::Remove(a) => remove(a),
+        ExamplesCommand::Export(a) => export(a),
+        ExamplesCommand::Import(a) => import(a),
+        ExamplesCommand::Reembed(c) => reembed(&c),
+    }
+}
+
+/// The config, its model and label embeddings, and the examples in its state directory.
+struct Loaded {
+    config: Config,
+    engine: Engine,
+    labels: Vec<Vec<LabelEmbedding>>,
+    store: ExampleStore,
+}
+
+fn load(arg: &ConfigArg, write: bool) -> anyhow::Result<Loaded> {
+    let config = arg.load()?;
+    let state = if write { StateDir::open(&config.state_dir) } else { StateDir::open_read_only(&config.state_dir) };
+    let state = state.map_err(|e| match e {
+        StateError::InUse { dir } => anyhow::Error::from(UsageError(format!(
+            "state directory {} is held by a running siglipd: stop it first (e.g. `systemctl stop siglipd`), or mark examples on its web page or with POST /api/cameras/<id>/examples/image",
+            dir.display()
+        ))),
+        e => e.into(),
+    })?;
+    let (engine, labels) = crate::daemon::prepare(&config)?;
+    let store = ExampleStore::load(Some(state), &engine.vision_sha256());
+    Ok(Loaded { config, engine, labels, store })
+}
+
+fn camera<'a>(config: &'a Config, id: &str) -> Result<(usize, &'a CameraConfig), UsageError> {
+    config.cameras.iter().enumerate().find(|(_, c)| c.id == id).ok_or_else(|| {
+        let ids: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        UsageError(format!("no camera {id:?} in {} (cameras: {})", config.origin, ids.join(", ")))
+    })
+}
+
+fn label<'a>(cam: &'a CameraConfig, name: &str) -> Result<(usize, &'a LabelConfig), UsageError> {
+    cam.labels.iter().enumerate().find(|(_, l)| l.name == name || l.slug == name).ok_or_else(|| {
+        let names: Vec<&str> = cam.labels.iter().map(|l| l.name.as_str()).collect();
+        UsageError(format!("camera {:?} has no label {name:?} (labels: {})", cam.id, names.join(", ")))
+    })
+}
+
+/// Image files named on the command line: files as given, folders' image files sorted.
+fn image_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    const EXT: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "jfif"];
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read folder {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file() && f.extension().is_some_and(|x| EXT.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                eprintln!("warning: folder {} has no image files", p.display());
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn add(a: ExamplesAddArgs) -> anyhow::Result<ExitCode> {
+    let files = image_files(&a.paths)?;
+    let mut l = load(&a.config, true)?;
+    let (_, cam) = camera(&l.config, &a.camera)?;
+    let (_, lab) = label(cam, &a.label)?;
+    let (cam_id, slug, name) = (cam.id.clone(), lab.slug.clone(), lab.name.clone());
+    let max_pixels = l.engine.pre.max_pixels;
+    let (mut added, mut failed) = (0, 0);
+    for f in &files {
+        let one = crate::model::preprocess::decode_file(f, max_pixels).map_err(anyhow::Error::from).and_then(|img| {
+            let emb = l.engine.embed_rgb(&img)?;
+            let created = crate::host::unix_now();
+            Ok(l.store.add(&cam_id, &slug, a.yes, emb, created, example_jpeg(&img).as_deref())?)
+        });
+        match one {
+            Ok(id) => {
+                added += 1;
+                println!("{id}\t{}\t{}", if a.yes { "yes" } else { "no" }, f.display());
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", f.display());
+            }
+        }
+    }
+    let list = l.store.list(&cam_id, &slug)?;
+    let yes = list.iter().filter(|e| e.positive).count();
+    eprintln!("added {added} example(s) of {name:?} on camera {cam_id:?}: it has {yes} yes and {} no", list.len() - yes);
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// One label in `examples list --json`.
+#[derive(Serialize)]
+struct Listed {
+    camera: String,
+    label: String,
+    score: ScoreKind,
+    positives: usize,
+    negatives: usize,
+    /// A model is fitted (enough of each kind).
+    fitted: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    examples: Vec<ListedExample>,
+}
+
+#[derive(Serialize)]
+struct ListedExample {
+    id: u64,
+    positive: bool,
+    created: f64,
+}
+
+fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
+    let l = load(&a.config, false)?;
+    if let Some(e) = l.store.stale() {
+        return Err(anyhow::Error::from(e).context("examples cannot be listed"));
+    }
+    let mut rows = Vec::new();
+    for (ci, cam) in l.config.cameras.iter().enumerate() {
+        if a.camera.as_ref().is_some_and(|c| *c != cam.id) {
+            continue;
+        }
+        for (li, lab) in cam.labels.iter().enumerate() {
+            if a.label.as_ref().is_some_and(|n| *n != lab.name && *n != lab.slug) {
+                continue;
+            }
+            let ex = l.store.list(&cam.id, &lab.slug)?;
+            let text = LabelText { text: Some(&l.labels[ci][li].positive), cal: l.engine.calibration };
+            let positives = ex.iter().filter(|e| e.positive).count();
+            rows.push(Listed {
+                camera: cam.id.clone(),
+                label: lab.name.clone(),
+                score: lab.score,
+                positives,
+                negatives: ex.len() - positives,
+                fitted: fit_label(&ex, text)?.is_some(),
+                examples: if a.ids {
+                    ex.iter().map(|e| ListedExample { id: e.id, positive: e.positive, created: e.created }).collect()
+                } else {
+                    vec![]
+                },
+            });
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<24} {:<11} {:>4} {:>4}  fitted", "camera", "label", "score", "yes", "no");
+    for r in &rows {
+        println!(
+            "{:<16} {:<24} {:<11} {:>4} {:>4}  {}",
+            r.camera,
+            r.label,
+            r.score.as_str(),
+            r.positives,
+            r.negatives,
+            if r.fitted { "yes" } else { "no" }
+        );
+        for e in &r.examples {
+            println!("    {:>6}  {:<3}  {}", e.id, if e.positive { "yes" } else { "no" }, e.created as u64);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(a: ExamplesRemoveArgs) -> anyhow::Result<ExitCode> {
+    let mut l = load(&a.config, true)?;
+    camera(&l.config, &a.camera)?;
+    let mut missing = 0;
+    for id in &a.ids {
+        if l.store.remove(&a.camera, *id)? {
+            println!("removed {id}");
+        } else {
+            missing += 1;
+            eprintln!("error: camera {:?} has no example {id}", a.camera);
+        }
+    }
+    Ok(if missing > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
+    let l = load(&a.config, false)?;
+    if let Some(c) = &a.camera {
+        let (_, cam) = camera(&l.config, c)?;
+        if let Some(n) = &a.label {
+            label(cam, n)?;
+        }
+    }
+    // a label given by display name matches its slug in the store
+    let slug = a.label.as_deref().map(|n| crate::ids::slug(n).unwrap_or_default());
+    let file = l.store.export(|c, s| {
+        a.camera.as_ref().is_none_or(|want| want == c) && a.label.as_ref().is_none_or(|n| n == s || slug.as_deref() == Some(s))
+    })?;
+    file.write(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+    eprintln!("wrote {} example(s) to {}", file.examples.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
+    let (file, _) = ExportFile::read(&a.file)?;
+    let mut l = load(&a.config, true)?;
+    let target_camera = a.camera.as_deref().map(|c| camera(&l.config, c).map(|(_, c)| c.clone())).transpose()?;
+    let target_label = match (&target_camera, &a.label) {
+        (Some(cam), Some(n)) => Some(label(cam, n)?.1.slug.clone()),
+        (None, Some(n)) => Some(crate::ids::slug(n).unwrap_or_default()),
+        _ => None,
+    };
+    let config = l.config.clone();
+    let place = |x: &crate::examples::Exported| -> Option<(String, String)> {
+        let cam = match &target_camera {
+            Some(c) => c.clone(),
+            None => config.cameras.iter().find(|c| c.id == x.camera)?.clone(),
+        };
+        let lab = target_label.clone().unwrap_or_else(|| x.label.clone());
+        cam.labels.iter().any(|l| l.slug == lab).then(|| (cam.id.clone(), lab))
+    };
+    let placed = file.examples.iter().filter(|x| place(x).is_some()).count();
+    if placed < file.examples.len() {
+        eprintln!(
+            "warning: {} of {} example(s) name a camera or label not in {}: left out (use --camera and --label to choose)",
+            file.examples.len() - placed,
+            file.examples.len(),
+            config.origin
+        );
+    }
+    let engine = &mut l.engine;
+    let mut reembed = |jpeg: &[u8]| engine.embed_encoded(jpeg, "an imported example's image");
+    let r = l.store.import(&file, place, Some(&mut reembed))?;
+    eprintln!(
+        "imported {} example(s) from {} ({} already there, {} re-embedded with this model, {} without an image to re-embed)",
+        r.added,
+        a.file.display(),
+        r.duplicates,
+        r.reembedded,
+        r.without_image
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reembed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
+    let mut l = load(arg, true)?;
+    if l.store.stale().is_none() {
+        eprintln!("the examples already belong to the configured model: nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let engine = &mut l.engine;
+    let mut f = |jpeg: &[u8]| engine.embed_encoded(jpeg, "an example's stored image");
+    let (done, dropped) = l.store.reembed(&mut f)?;
+    eprintln!("recomputed {done} example(s) with the configured model; {dropped} had no stored image and were removed");
+    Ok(ExitCode::SUCCESS)
+}
