@@ -4,11 +4,13 @@
 #   cortex-a72  (Pi 4)      no dot product: tract's int8 SMLAL fallback kernel
 #   cortex-a76  (Pi 5/Orin) dot product: tract's SDOT int8 kernel (arm64simd_mmm_i32_8x8_dot)
 # Idempotent: installs what is missing (needs root for apt), reuses target/cross.
+# `--packages-only`: install the toolchain and stop (.ci/run does it while the x86 tests build).
 # Output: target/cross/aarch64-unknown-linux-gnu/release/siglipd
 TARGET=aarch64-unknown-linux-gnu
 source "$(dirname "$0")/lib.sh"
 install_packages arm64 rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
   g++-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user cmake libclang-dev file
+[ "${1:-}" = --packages-only ] && exit 0
 build_and_test
 run_tests cortex-a72 QEMU_CPU=cortex-a72 SIGLIPD_EXPECT_INT8_KERNEL=arm64simd_mmm_i32_8x8
 run_tests cortex-a76 QEMU_CPU=cortex-a76 SIGLIPD_EXPECT_INT8_KERNEL=arm64simd_mmm_i32_8x8_dot
