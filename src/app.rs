@@ -61,8 +61,11 @@ impl Cause {
             if let Some(x) = c.downcast_ref::<crate::examples::ExampleError>() {
                 use crate::examples::ExampleError as X;
                 // examples of another model, or a file that is not an export: not for a retry
-                if matches!(x, X::OtherModel { .. } | X::BadExport { .. } | X::NoStateDir) {
-                    return Cause::Config;
+                match x {
+                    X::OtherModel { .. } | X::NoStateDir => return Cause::Config,
+                    // a file named on the command line (a config's `examples` is checked as config)
+                    X::BadExport { .. } => return Cause::Usage,
+                    _ => {}
                 }
             }
             if c.is::<crate::state::StateError>() || c.is::<std::io::Error>() {

@@ -806,7 +806,11 @@ fn validate_label(ctx: &Ctx, ci: usize, li: usize, l: RawLabel, template: &Templ
             return Err(ctx.invalid(
                 lkey(k),
                 "is set, but score = \"examples\" scores the label from its marked examples alone",
-                Some("drop the prompts, or use score = \"calibrated\" to combine them with examples"),
+                Some(if k == "prompts" {
+                    "drop the prompts, or use score = \"calibrated\" to combine them with examples"
+                } else {
+                    "drop the negative prompts, or use score = \"calibrated\" to combine prompts with examples"
+                }),
             ));
         }
         ScoreKind::Examples => Vec::new(),

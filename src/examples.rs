@@ -31,7 +31,7 @@ pub const IMAGE_SIDE: u32 = 384;
 
 #[derive(Debug, Error)]
 pub enum ExampleError {
-    #[error("the examples in {path} were recorded with another vision model (sha256 {theirs}, running {ours}): recompute them from their stored images with `siglipd examples reembed` (daemon stopped), or delete them (DELETE /api/cameras/<id>/examples/<n>, or remove the file) and mark frames again")]
+    #[error("the examples in {path} were recorded with another vision model (sha256 {theirs}, running {ours}) and are not used: recompute them from their stored images with `siglipd examples reembed` (daemon stopped), or delete them (`siglipd examples remove`, DELETE /api/cameras/<id>/examples/<n>, or the whole file) and mark frames again")]
     OtherModel { path: PathBuf, theirs: String, ours: String },
     #[error("no state directory: examples cannot be kept (see the log for why; set [state] dir)")]
     NoStateDir,
@@ -55,6 +55,9 @@ pub struct Example {
     pub created: f64,
     /// Unit-length image embedding.
     pub embedding: Vec<f32>,
+    /// sha256 of the stored image: the same picture is recognised after a re-embedding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -105,8 +108,7 @@ impl ExportFile {
                 f.format, f.version
             )));
         }
-        use sha2::Digest;
-        Ok((f, hex::encode(sha2::Sha256::digest(&bytes))))
+        Ok((f, sha256_hex(&bytes)))
     }
 
     /// Writes the file atomically.
@@ -114,6 +116,12 @@ impl ExportFile {
         let bytes = serde_json::to_vec(self).map_err(|cause| StateError::Encode { name: path.display().to_string(), cause })?;
         Ok(crate::state::write_atomic(path, &bytes)?)
     }
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// How an import went.
@@ -170,10 +178,16 @@ impl ExampleStore {
         self.state.as_ref().ok_or(ExampleError::NoStateDir)
     }
 
-    /// The examples of one label (empty when none), or why they cannot be used.
+    /// The examples of one label (empty when none), or why they cannot be used (another
+    /// model made them: not for fitting).
     pub fn list(&self, camera: &str, label: &str) -> Result<Vec<Example>, ExampleError> {
         self.usable()?;
-        Ok(self.stored.cameras.get(camera).and_then(|c| c.get(label)).cloned().unwrap_or_default())
+        Ok(self.view(camera, label))
+    }
+
+    /// The examples of one label whoever made them: to review, delete or export.
+    pub fn view(&self, camera: &str, label: &str) -> Vec<Example> {
+        self.stored.cameras.get(camera).and_then(|c| c.get(label)).cloned().unwrap_or_default()
     }
 
     /// Every (camera, label slug, examples) with at least one example, usable or not.
@@ -193,7 +207,7 @@ impl ExampleStore {
         created: f64,
         image: Option<&[u8]>,
     ) -> Result<u64, ExampleError> {
-        let id = self.insert(camera, label, Example { id: 0, positive, created, embedding }, image)?;
+        let id = self.insert(camera, label, Example { id: 0, positive, created, embedding, image_sha256: None }, image)?;
         self.save()?;
         Ok(id)
     }
@@ -208,6 +222,7 @@ impl ExampleStore {
         e.id = self.stored.next_id;
         self.stored.next_id += 1;
         if let Some(jpeg) = image {
+            e.image_sha256 = Some(sha256_hex(jpeg));
             let dir = state.path().join("examples");
             let path = dir.join(format!("{}.jpg", e.id));
             std::fs::create_dir_all(&dir)
@@ -224,9 +239,9 @@ impl ExampleStore {
         Ok(state.write(FILE, FORMAT, VERSION, &self.stored)?)
     }
 
-    /// Removes an example; false if there is none with that id.
+    /// Removes an example (also one another model made); false if there is none with that id.
     pub fn remove(&mut self, camera: &str, id: u64) -> Result<bool, ExampleError> {
-        let state = self.usable()?.clone();
+        let state = self.state.clone().ok_or(ExampleError::NoStateDir)?;
         let Some(cam) = self.stored.cameras.get_mut(camera) else { return Ok(false) };
         let before: usize = cam.values().map(Vec::len).sum();
         cam.values_mut().for_each(|v| v.retain(|e| e.id != id));
@@ -236,6 +251,11 @@ impl ExampleStore {
         let _ = std::fs::remove_file(state.path().join("examples").join(format!("{id}.jpg")));
         self.save()?;
         Ok(true)
+    }
+
+    /// The example of this label whose stored image has this sha256, if any.
+    pub fn with_image(&self, camera: &str, label: &str, sha256: &str) -> Option<Example> {
+        self.view(camera, label).into_iter().find(|e| e.image_sha256.as_deref() == Some(sha256))
     }
 
     /// Whether an example has a stored image.
@@ -248,9 +268,10 @@ impl ExampleStore {
         std::fs::read(self.state.as_ref()?.path().join("examples").join(format!("{id}.jpg"))).ok()
     }
 
-    /// The examples of the cameras/labels `keep` accepts, with their images, as one file.
+    /// The examples of the cameras/labels `keep` accepts, with their images, as one file
+    /// (bound to the model that made them, so an importer re-embeds what is not its own).
     pub fn export(&self, keep: impl Fn(&str, &str) -> bool) -> Result<ExportFile, ExampleError> {
-        self.usable()?;
+        self.state.as_ref().ok_or(ExampleError::NoStateDir)?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let examples = self
             .all()
@@ -265,7 +286,12 @@ impl ExampleStore {
                 image_jpeg: self.thumbnail(e.id).map(|j| b64.encode(j)),
             })
             .collect();
-        Ok(ExportFile { format: EXPORT_FORMAT.into(), version: EXPORT_VERSION, vision_sha256: self.running.clone(), examples })
+        Ok(ExportFile {
+            format: EXPORT_FORMAT.into(),
+            version: EXPORT_VERSION,
+            vision_sha256: self.stored.vision_sha256.clone(),
+            examples,
+        })
     }
 
     /// Imports the examples of `file` that `place` maps to a (camera, label slug) here.
@@ -295,17 +321,19 @@ impl ExampleStore {
                     continue;
                 }
             };
+            // the same example: same sign and the same embedding, or the same picture (which a
+            // re-embedding on the exporting side leaves alone)
+            let sha = image.as_deref().map(sha256_hex);
             let exists = self
-                .stored
-                .cameras
-                .get(&camera)
-                .and_then(|c| c.get(&label))
-                .is_some_and(|v| v.iter().any(|e| e.positive == x.positive && e.embedding == embedding));
+                .view(&camera, &label)
+                .iter()
+                .any(|e| e.positive == x.positive && (e.embedding == embedding || (sha.is_some() && e.image_sha256 == sha)));
             if exists {
                 report.duplicates += 1;
                 continue;
             }
-            self.insert(&camera, &label, Example { id: 0, positive: x.positive, created: x.created, embedding }, image.as_deref())?;
+            let e = Example { id: 0, positive: x.positive, created: x.created, embedding, image_sha256: None };
+            self.insert(&camera, &label, e, image.as_deref())?;
             report.added += 1;
         }
         self.save()?;
@@ -328,7 +356,19 @@ impl ExampleStore {
         if self.stored.imported.get(&key) == Some(&sha) {
             return Ok(None);
         }
-        let report = self.import(&file, |x| (x.label == label).then(|| (camera.to_string(), label.to_string())), reembed)?;
+        // the file's examples of this label; a file of one other label is taken as this one's
+        // (`examples export --label "our cat"` named in a label called "kitty")
+        let labels: std::collections::BTreeSet<&str> = file.examples.iter().map(|x| x.label.as_str()).collect();
+        let take_all = !labels.contains(label) && labels.len() == 1;
+        if !labels.contains(label) && !take_all && !labels.is_empty() {
+            let has = labels.into_iter().collect::<Vec<_>>().join(", ");
+            return Err(ExampleError::BadExport {
+                path: path.into(),
+                problem: format!("it has no examples of {label:?} but several other labels ({has}): export the one this label needs"),
+            });
+        }
+        let report =
+            self.import(&file, |x| (take_all || x.label == label).then(|| (camera.to_string(), label.to_string())), reembed)?;
         self.stored.imported.insert(key, sha);
         self.save()?;
         Ok(Some(report))
@@ -453,5 +493,29 @@ mod tests {
         let s = ExampleStore::load(Some(state), "bbb");
         assert!(s.stale().is_none());
         assert_eq!(s.list("door", "cat").unwrap()[0].embedding, unit(&[0.0, 0.0, 1.0]));
+    }
+
+    #[test]
+    fn a_config_file_of_one_other_label_is_taken_and_pictures_are_not_imported_twice() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut desk = ExampleStore::load(Some(StateDir::open(d1.path()).unwrap()), "aaa");
+        desk.add("desk", "our_cat", true, unit(&[1.0, 0.0]), 1.0, Some(b"cat")).unwrap();
+        desk.add("desk", "our_cat", false, unit(&[0.0, 1.0]), 2.0, Some(b"dog")).unwrap();
+        let path = d1.path().join("f.json");
+        desk.export(|_, _| true).unwrap().write(&path).unwrap();
+        // the label that names the file is called "kitty" here
+        let mut pi = ExampleStore::load(Some(StateDir::open(d2.path()).unwrap()), "aaa");
+        let r = pi.import_once(&path, "cam", "kitty", None).unwrap().unwrap();
+        assert_eq!(r.added, 2);
+        // the exporting side re-embedded (same pictures, new embeddings): nothing is added twice
+        let (mut again, _) = ExportFile::read(&path).unwrap();
+        again.examples.iter_mut().for_each(|x| x.embedding = unit(&[0.5, 0.5]));
+        let r = pi.import(&again, |_| Some(("cam".into(), "kitty".into())), None).unwrap();
+        assert_eq!((r.added, r.duplicates), (0, 2));
+        // a file of several other labels is refused with what it has
+        desk.add("desk", "car", true, unit(&[1.0, 1.0]), 3.0, None).unwrap();
+        desk.export(|_, _| true).unwrap().write(&path).unwrap();
+        let e = pi.import_once(&path, "cam", "kitty", None).unwrap_err().to_string();
+        assert!(e.contains("car, our_cat"), "{e}");
     }
 }

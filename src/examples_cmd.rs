@@ -15,10 +15,10 @@ use crate::cli::{
 };
 use crate::config::{CameraConfig, Config, LabelConfig, ScoreKind};
 use crate::embeddings::LabelEmbedding;
-use crate::engine::{example_jpeg, Engine};
+use crate::engine::Engine;
 use crate::examples::{ExampleStore, ExportFile};
 use crate::state::{StateDir, StateError};
-use crate::teach::{fit_label, LabelText};
+use crate::teach::{example_from_image, fit_label, LabelText};
 
 pub fn run(cmd: ExamplesCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -39,16 +39,24 @@ struct Loaded {
     store: ExampleStore,
 }
 
-fn load(arg: &ConfigArg, write: bool) -> anyhow::Result<Loaded> {
+/// How a command opens the state directory: to read beside a running daemon, or to change it
+/// (then `alternative` says what to do while the daemon runs).
+enum Access {
+    Read,
+    Change { alternative: &'static str },
+}
+
+fn load(arg: &ConfigArg, access: Access) -> anyhow::Result<Loaded> {
     let config = arg.load()?;
-    let state = if write { StateDir::open(&config.state_dir) } else { StateDir::open_read_only(&config.state_dir) };
-    let state = state.map_err(|e| match e {
-        StateError::InUse { dir } => anyhow::Error::from(UsageError(format!(
-            "state directory {} is held by a running siglipd: stop it first (e.g. `systemctl stop siglipd`), or mark examples on its web page or with POST /api/cameras/<id>/examples/image",
-            dir.display()
-        ))),
-        e => e.into(),
-    })?;
+    let state = match access {
+        Access::Read => StateDir::open_read_only(&config.state_dir),
+        Access::Change { alternative } => StateDir::open(&config.state_dir).map_err(|e| match e {
+            // exit 1: the same command works once the daemon is stopped
+            e @ StateError::InUse { .. } => anyhow::Error::from(e)
+                .context(format!("stop the daemon first (e.g. `systemctl stop siglipd`); while it runs, {alternative}")),
+            e => e.into(),
+        })?,
+    };
     let (engine, labels) = crate::daemon::prepare(&config)?;
     let store = ExampleStore::load(Some(state), &engine.vision_sha256());
     Ok(Loaded { config, engine, labels, store })
@@ -95,23 +103,46 @@ fn image_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn add(a: ExamplesAddArgs) -> anyhow::Result<ExitCode> {
     let files = image_files(&a.paths)?;
-    let mut l = load(&a.config, true)?;
-    let (_, cam) = camera(&l.config, &a.camera)?;
-    let (_, lab) = label(cam, &a.label)?;
-    let (cam_id, slug, name) = (cam.id.clone(), lab.slug.clone(), lab.name.clone());
+    let mut l = load(
+        &a.config,
+        Access::Change { alternative: "mark examples on its web page or with POST /api/cameras/<id>/examples/image" },
+    )?;
+    let (ci, cam) = camera(&l.config, &a.camera)?;
+    let (li, lab) = label(cam, &a.label)?;
+    let (cam_id, slug, name, crops) = (cam.id.clone(), lab.slug.clone(), lab.name.clone(), cam.crops.clone());
+    let text = l.labels[ci][li].positive.clone();
+    if let Some(e) = l.store.stale() {
+        return Err(anyhow::Error::from(e).context("examples cannot be added"));
+    }
     let max_pixels = l.engine.pre.max_pixels;
     let (mut added, mut failed) = (0, 0);
     for f in &files {
+        // with crop regions: the region where the label scores best, as for a marked frame
+        let fit = l
+            .store
+            .list(&cam_id, &slug)
+            .ok()
+            .and_then(|ex| fit_label(&ex, LabelText { text: Some(&text), cal: l.engine.calibration }).ok().flatten());
         let one = crate::model::preprocess::decode_file(f, max_pixels).map_err(anyhow::Error::from).and_then(|img| {
-            let emb = l.engine.embed_rgb(&img)?;
-            let created = crate::host::unix_now();
-            Ok(l.store.add(&cam_id, &slug, a.yes, emb, created, example_jpeg(&img).as_deref())?)
+            let (emb, jpeg) = example_from_image(&mut l.engine, &img, &crops, &text, fit.as_ref())?;
+            if let Some(same) = jpeg.as_deref().and_then(|j| l.store.with_image(&cam_id, &slug, &crate::examples::sha256_hex(j))) {
+                let sign = |p: bool| if p { "yes" } else { "no" };
+                anyhow::ensure!(
+                    same.positive == a.yes,
+                    "the same picture is already example {} marked {}: remove it first",
+                    same.id,
+                    sign(same.positive)
+                );
+                return Ok(None);
+            }
+            Ok(Some(l.store.add(&cam_id, &slug, a.yes, emb, crate::host::unix_now(), jpeg.as_deref())?))
         });
         match one {
-            Ok(id) => {
+            Ok(Some(id)) => {
                 added += 1;
                 println!("{id}\t{}\t{}", if a.yes { "yes" } else { "no" }, f.display());
             }
+            Ok(None) => eprintln!("{}: already an example (skipped)", f.display()),
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {}: {e:#}", f.display());
@@ -146,9 +177,9 @@ struct ListedExample {
 }
 
 fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
-    let l = load(&a.config, false)?;
+    let l = load(&a.config, Access::Read)?;
     if let Some(e) = l.store.stale() {
-        return Err(anyhow::Error::from(e).context("examples cannot be listed"));
+        eprintln!("warning: {e}");
     }
     let mut rows = Vec::new();
     for (ci, cam) in l.config.cameras.iter().enumerate() {
@@ -159,7 +190,7 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
             if a.label.as_ref().is_some_and(|n| *n != lab.name && *n != lab.slug) {
                 continue;
             }
-            let ex = l.store.list(&cam.id, &lab.slug)?;
+            let ex = l.store.view(&cam.id, &lab.slug);
             let text = LabelText { text: Some(&l.labels[ci][li].positive), cal: l.engine.calibration };
             let positives = ex.iter().filter(|e| e.positive).count();
             rows.push(Listed {
@@ -168,7 +199,7 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
                 score: lab.score,
                 positives,
                 negatives: ex.len() - positives,
-                fitted: fit_label(&ex, text)?.is_some(),
+                fitted: l.store.stale().is_none() && fit_label(&ex, text)?.is_some(),
                 examples: if a.ids {
                     ex.iter().map(|e| ListedExample { id: e.id, positive: e.positive, created: e.created }).collect()
                 } else {
@@ -200,7 +231,10 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn remove(a: ExamplesRemoveArgs) -> anyhow::Result<ExitCode> {
-    let mut l = load(&a.config, true)?;
+    let mut l = load(
+        &a.config,
+        Access::Change { alternative: "delete examples on its web page or with DELETE /api/cameras/<id>/examples/<n>" },
+    )?;
     camera(&l.config, &a.camera)?;
     let mut missing = 0;
     for id in &a.ids {
@@ -215,12 +249,18 @@ fn remove(a: ExamplesRemoveArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
-    let l = load(&a.config, false)?;
-    if let Some(c) = &a.camera {
-        let (_, cam) = camera(&l.config, c)?;
-        if let Some(n) = &a.label {
-            label(cam, n)?;
+    let l = load(&a.config, Access::Read)?;
+    match (&a.camera, &a.label) {
+        (Some(c), n) => {
+            let (_, cam) = camera(&l.config, c)?;
+            if let Some(n) = n {
+                label(cam, n)?;
+            }
         }
+        (None, Some(n)) if !l.config.cameras.iter().any(|c| label(c, n).is_ok()) => {
+            return Err(UsageError(format!("no camera in {} has a label {n:?}", l.config.origin)).into());
+        }
+        _ => {}
     }
     // a label given by display name matches its slug in the store
     let slug = a.label.as_deref().map(|n| crate::ids::slug(n).unwrap_or_default());
@@ -234,7 +274,7 @@ fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
 
 fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
     let (file, _) = ExportFile::read(&a.file)?;
-    let mut l = load(&a.config, true)?;
+    let mut l = load(&a.config, Access::Change { alternative: "name the file in the label's `examples` key and reload (SIGHUP)" })?;
     let target_camera = a.camera.as_deref().map(|c| camera(&l.config, c).map(|(_, c)| c.clone())).transpose()?;
     let target_label = match (&target_camera, &a.label) {
         (Some(cam), Some(n)) => Some(label(cam, n)?.1.slug.clone()),
@@ -251,6 +291,15 @@ fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
         cam.labels.iter().any(|l| l.slug == lab).then(|| (cam.id.clone(), lab))
     };
     let placed = file.examples.iter().filter(|x| place(x).is_some()).count();
+    if placed == 0 && !file.examples.is_empty() {
+        return Err(UsageError(format!(
+            "none of the {} example(s) in {} names a camera and label configured in {}: choose them with --camera and --label",
+            file.examples.len(),
+            a.file.display(),
+            config.origin
+        ))
+        .into());
+    }
     if placed < file.examples.len() {
         eprintln!(
             "warning: {} of {} example(s) name a camera or label not in {}: left out (use --camera and --label to choose)",
@@ -274,7 +323,7 @@ fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn reembed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
-    let mut l = load(arg, true)?;
+    let mut l = load(arg, Access::Change { alternative: "nothing can recompute them (the daemon holds its model)" })?;
     if l.store.stale().is_none() {
         eprintln!("the examples already belong to the configured model: nothing to do");
         return Ok(ExitCode::SUCCESS);

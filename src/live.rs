@@ -46,7 +46,23 @@ struct Latest {
     state: Option<Arc<StateMsg>>,
     /// ON/OFF per label, config order.
     on: Vec<bool>,
-    frame: Option<Arc<Payload>>,
+    /// The last [`KEPT_FRAMES`] scored frames, oldest first (the last is the latest).
+    recent: std::collections::VecDeque<ScoredFrame>,
+}
+
+/// Scored frames are kept per camera for this long, so "mark this frame" stores the frame the
+/// page showed (it polls every 2 s) rather than whatever was scored since…
+pub const KEPT_SECONDS: f64 = 10.0;
+/// …within this many bytes of frames (a 1920×1080 frame from a V4L2 camera is 6 MB decoded; an
+/// encoded frame costs its JPEG); the latest frame is always kept.
+pub const KEPT_BYTES: usize = 32 << 20;
+
+/// A scored frame: its state's `ts`, each crop region's image embedding, the frame itself.
+#[derive(Clone)]
+pub struct ScoredFrame {
+    pub ts: f64,
+    pub embeddings: Arc<Vec<Vec<f32>>>,
+    pub frame: Arc<Payload>,
 }
 
 /// What decides a camera's `status`: its source delivers frames, and those frames can be
@@ -104,12 +120,9 @@ pub struct LiveCamera {
     pub history: Mutex<Vec<crate::history::LabelHistory>>,
     /// Display names and slugs of the labels (config order), for history lookups.
     pub label_slugs: Vec<String>,
-    /// The last scored frame's image embeddings, one per crop region (the whole frame without
-    /// crops): what "mark this frame as an example" stores.
-    pub last_embeddings: Mutex<Option<Arc<Vec<Vec<f32>>>>>,
     /// The labels' text side, for suggestions from examples (set once the model is loaded).
     pub model: std::sync::OnceLock<LabelModel>,
-    /// The camera's crop regions (empty: the whole frame), as `last_embeddings` are ordered.
+    /// The camera's crop regions (empty: the whole frame), as a scored frame's embeddings are ordered.
     pub crops: Vec<[f64; 4]>,
     /// Per label (config order): the score its thresholds apply to.
     pub score_kinds: Vec<ScoreKind>,
@@ -171,12 +184,33 @@ pub struct CountersView {
 }
 
 impl LiveCamera {
-    /// Called by the inference thread after each scored frame.
-    pub fn update(&self, state: Arc<StateMsg>, on: Vec<bool>, frame: Payload) {
+    /// Called by the inference thread after each scored frame (`embeddings`: one per crop
+    /// region, the whole frame without crops).
+    pub fn update(&self, state: Arc<StateMsg>, on: Vec<bool>, frame: Payload, embeddings: Vec<Vec<f32>>) {
+        let scored = ScoredFrame { ts: state.ts, embeddings: Arc::new(embeddings), frame: Arc::new(frame) };
+        let newest = scored.ts;
         let mut l = self.latest.lock().unwrap();
         l.state = Some(state);
         l.on = on;
-        l.frame = Some(Arc::new(frame));
+        l.recent.push_back(scored);
+        let size = |f: &ScoredFrame| match &*f.frame {
+            Payload::Encoded(b) => b.len(),
+            Payload::Rgb(img) => img.as_raw().len(),
+        };
+        let mut bytes: usize = l.recent.iter().map(size).sum();
+        while l.recent.len() > 1 && (bytes > KEPT_BYTES || l.recent.front().is_some_and(|f| newest - f.ts > KEPT_SECONDS)) {
+            let old = l.recent.pop_front().expect("more than one");
+            bytes -= size(&old);
+        }
+    }
+
+    /// The scored frame whose state had `ts` (None: the latest), if it is still kept.
+    pub fn scored(&self, ts: Option<f64>) -> Option<ScoredFrame> {
+        let l = self.latest.lock().unwrap();
+        match ts {
+            None => l.recent.back().cloned(),
+            Some(t) => l.recent.iter().rev().find(|f| (f.ts - t).abs() < 1e-6).cloned(),
+        }
     }
 
     /// Index of a label given by display name or slug.
@@ -205,8 +239,17 @@ impl LiveCamera {
                 })
             })
             .map(|f| f.map(Arc::new))
-            .collect();
-        *self.fits.lock().unwrap() = fits;
+            .collect::<Vec<_>>();
+        let before = std::mem::replace(&mut *self.fits.lock().unwrap(), fits.clone());
+        for (i, (old, new)) in before.iter().zip(&fits).enumerate() {
+            match (old, new) {
+                (None, Some(f)) => tracing::info!(camera = %self.id, label = %self.labels[i], positives = f.positives,
+                    negatives = f.negatives, "label fitted on its marked examples"),
+                (Some(_), None) => tracing::info!(camera = %self.id, label = %self.labels[i],
+                    "label has no fitted model any more (fewer than 3 marked yes and 3 no)"),
+                _ => {}
+            }
+        }
         problems
     }
 
@@ -221,8 +264,9 @@ impl LiveCamera {
         l.on.iter_mut().for_each(|o| *o = false);
     }
 
-    pub fn frame(&self) -> Option<Arc<Payload>> {
-        self.latest.lock().unwrap().frame.clone()
+    /// The frame scored at `ts` if it is still kept, else the latest.
+    pub fn frame(&self, ts: Option<f64>) -> Option<Arc<Payload>> {
+        self.scored(ts).or_else(|| self.scored(None)).map(|f| f.frame)
     }
 
     /// The source reports frames flowing (or not). Returns the camera's new status when it
@@ -325,7 +369,6 @@ impl Live {
                         health: Mutex::new(Health::default()),
                         history: Mutex::new(c.labels.iter().map(|_| Default::default()).collect()),
                         label_slugs: c.labels.iter().map(|l| l.slug.clone()).collect(),
-                        last_embeddings: Mutex::new(None),
                         model: std::sync::OnceLock::new(),
                         crops: c.crops.clone(),
                         score_kinds: c.labels.iter().map(|l| l.score).collect(),
@@ -453,6 +496,53 @@ impl prometheus_client::collector::Collector for LiveMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn camera() -> Arc<LiveCamera> {
+        let cfg = crate::config::Config::parse(
+            "[model]\nbundle = \"m\"\n[[camera]]\nid = \"door\"\nsource = { kind = \"files\", path = \"x\" }\n[[camera.label]]\nname = \"cat\"\n",
+            "t",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        Live::new(&cfg.cameras).cameras[0].clone()
+    }
+
+    fn state(ts: f64) -> Arc<StateMsg> {
+        Arc::new(StateMsg {
+            ts,
+            top: vec![],
+            scores: Default::default(),
+            raw: Default::default(),
+            calibrated: Default::default(),
+            infer_ms: 0.0,
+        })
+    }
+
+    #[test]
+    fn scored_frames_are_kept_by_age_and_bytes_and_found_by_ts() {
+        let cam = camera();
+        for i in 0..30 {
+            let frame = Payload::Encoded(vec![i as u8; 1000]);
+            cam.update(state(100.0 + i as f64), vec![false], frame, vec![vec![i as f32]]);
+        }
+        // 10 s kept: ts 119..=129
+        assert!(cam.scored(Some(118.0)).is_none());
+        let f = cam.scored(Some(121.0)).expect("kept");
+        assert_eq!(f.embeddings[0], vec![21.0]);
+        assert!(matches!(&*f.frame, Payload::Encoded(b) if b[0] == 21));
+        assert_eq!(cam.scored(None).unwrap().ts, 129.0);
+        // a frame for another ts falls back to the latest
+        assert!(matches!(&*cam.frame(Some(1.0)).unwrap(), Payload::Encoded(b) if b[0] == 29));
+        // big decoded frames: within KEPT_BYTES, and the latest always
+        let big = || Payload::Rgb(image::RgbImage::new(2000, 2000)); // 12 MB
+        for i in 0..5 {
+            cam.update(state(200.0 + i as f64 * 0.1), vec![false], big(), vec![]);
+        }
+        assert!(cam.scored(Some(200.3)).is_some() && cam.scored(Some(200.2)).is_none(), "two 12 MB frames fit in 32 MiB, not three");
+        let huge = Payload::Rgb(image::RgbImage::new(4000, 4000)); // 48 MB
+        cam.update(state(300.0), vec![false], huge, vec![]);
+        assert_eq!(cam.scored(None).unwrap().ts, 300.0, "the latest is kept even over the budget");
+    }
 
     #[test]
     fn metrics_are_openmetrics_text_per_camera() {

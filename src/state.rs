@@ -85,12 +85,9 @@ impl StateDir {
     /// Opens an existing directory to read only, beside a daemon that may hold its lock
     /// (`siglipd examples list`): files are replaced atomically, so reads see whole files.
     /// Unreadable files are reported, not moved aside; writes fail.
-    pub fn open_read_only(dir: &Path) -> Result<Self, StateError> {
-        if !dir.is_dir() {
-            let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
-            return Err(StateError::Create { dir: dir.into(), cause });
-        }
-        Ok(Self { dir: dir.into(), lock: None })
+    /// A directory that does not exist yet reads as empty.
+    pub fn open_read_only(dir: &Path) -> Self {
+        Self { dir: dir.into(), lock: None }
     }
 
     pub fn path(&self) -> &Path {

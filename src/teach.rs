@@ -61,6 +61,37 @@ fn prototype(examples: &[Example], idx: &[usize], positive: bool, dim: usize) ->
     m
 }
 
+/// The crop region (index into `embeddings`, one per region) where a label scores best: by
+/// its text embedding, or for a label without prompts by its fit; the first without either.
+pub fn best_region(embeddings: &[Vec<f32>], text: &[f32], fit: Option<&LabelFit>) -> usize {
+    let score = |e: &[f32]| match (text.is_empty(), fit) {
+        (false, _) => dot(e, text),
+        (true, Some(f)) => f.probability(e),
+        (true, None) => 0.0,
+    };
+    (0..embeddings.len()).max_by(|&a, &b| score(&embeddings[a]).total_cmp(&score(&embeddings[b]))).unwrap_or(0)
+}
+
+/// An image as an example of a label on a camera with crop regions `crops` (empty: the whole
+/// image): the embedding of the region where the label scores best (as for a marked frame)
+/// and that region as the stored JPEG. Errors: inference failure.
+pub fn example_from_image(
+    engine: &mut crate::engine::Engine,
+    img: &image::RgbImage,
+    crops: &[[f64; 4]],
+    text: &[f32],
+    fit: Option<&LabelFit>,
+) -> anyhow::Result<(Vec<f32>, Option<Vec<u8>>)> {
+    let regions: Vec<image::RgbImage> = if crops.is_empty() {
+        vec![img.clone()]
+    } else {
+        crops.iter().map(|r| crate::model::preprocess::crop_region(img, r)).collect()
+    };
+    let embeddings = regions.iter().map(|r| engine.embed_rgb(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let best = best_region(&embeddings, text, fit);
+    Ok((embeddings[best].clone(), crate::engine::example_jpeg(&regions[best])))
+}
+
 /// What [`fit_label`] and [`suggest`] need of a label besides its examples.
 #[derive(Debug, Clone, Copy)]
 pub struct LabelText<'a> {
@@ -246,7 +277,7 @@ mod tests {
     }
 
     fn ex(id: u64, positive: bool, v: &[f32]) -> Example {
-        Example { id, positive, created: 0.0, embedding: unit(v) }
+        Example { id, positive, created: 0.0, embedding: unit(v), image_sha256: None }
     }
 
     fn cal() -> Calibration {

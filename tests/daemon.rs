@@ -1112,6 +1112,17 @@ fn marked_examples_persist_and_drive_suggestions() {
             (s, b) => panic!("{s}: {}", String::from_utf8_lossy(&b)),
         }
     }
+    // the frame shown is named by its state's ts: a frame no longer kept is refused, not swapped
+    let (s, b) = call("POST", &format!("{base}/examples"), Some(r#"{"label":"cat","positive":true,"ts":12.5}"#));
+    assert_eq!(s, 409, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("no longer kept"), "{}", String::from_utf8_lossy(&b));
+    // API errors are JSON, also where axum rejects the request itself
+    let (s, b) = call("DELETE", &format!("{base}/examples/abc"), None);
+    assert_eq!(s, 400);
+    assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v["error"].is_string()), "{}", String::from_utf8_lossy(&b));
+    let (s, b) = call("POST", &format!("{base}/examples"), Some(r#"{"label":"cat","positive":"maybe"}"#));
+    assert_eq!(s, 422);
+    assert!(serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v["error"].is_string()), "{}", String::from_utf8_lossy(&b));
     for positive in [true, true, false, false, false] {
         std::thread::sleep(Duration::from_millis(200)); // another frame
         let (s, b) = call("POST", &format!("{base}/examples"), Some(&format!(r#"{{"label":"cat","positive":{positive}}}"#)));
@@ -1288,6 +1299,27 @@ fn a_label_taught_by_examples_scores_on_mqtt() {
     assert!(log.contains("imported examples") && log.contains("scored from examples alone"), "{log}");
 }
 
+/// A label's `examples` file is checked with the config: missing or not an export is exit 78
+/// naming the key, before anything runs.
+#[test]
+fn a_bad_examples_file_is_a_config_error() {
+    let work = tempfile::tempdir().unwrap();
+    let images = images_dir();
+    let not_export = fixtures().join("images").join("chelsea.png");
+    for (file, needle) in
+        [(work.path().join("missing.json"), "cannot read examples file"), (not_export, "not a siglipd examples export")]
+    {
+        let cfg = work.path().join("c.toml");
+        let t = custom_config(1883, "n1", &work.path().join("state"), images.path(), &[("cam", &[("cat", 0.5)])], "")
+            .replace("name = \"cat\"\n", &format!("name = \"cat\"\nexamples = \"{}\"\n", file.display()))
+            .replace("$TMP", &work.path().display().to_string());
+        std::fs::write(&cfg, t).unwrap();
+        let (code, _, err) = siglipd_cli(&["-q", "check-config", "-c", cfg.to_str().unwrap()]);
+        assert_eq!(code, 78, "{err}");
+        assert!(err.contains("camera[0].label[0].examples") && err.contains(needle), "{err}");
+    }
+}
+
 /// A model change makes the stored examples unusable until they are recomputed from their
 /// stored images; the error says how, and `examples reembed` does it.
 #[test]
@@ -1308,9 +1340,17 @@ fn examples_are_recomputed_after_a_model_change() {
         siglipd_cli(&["-q", "examples", "add", "-c", &fp32, "--camera", "cam", "--label", "cat", "--yes", img.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     // the int8 vision tower is another file: another model for the examples
-    let (code, _, err) = siglipd_cli(&["-q", "examples", "list", "-c", &int8]);
-    assert_eq!(code, 78, "{err}");
+    // listed (to review, delete or export) with a warning that says what to do, but not fitted
+    let (code, out, err) = siglipd_cli(&["-q", "examples", "list", "-c", &int8, "--json"]);
+    assert_eq!(code, 0, "{err}");
     assert!(err.contains("another vision model") && err.contains("siglipd examples reembed"), "{err}");
+    assert!(out.contains("\"positives\": 1") && out.contains("\"fitted\": false"), "{out}");
+    // adding to them is refused until they are recomputed: never two models mixed
+    let rocket = fixtures().join("images").join("rocket.jpg");
+    let (code, _, err) =
+        siglipd_cli(&["-q", "examples", "add", "-c", &int8, "--camera", "cam", "--label", "cat", "--no", rocket.to_str().unwrap()]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("another vision model"), "{err}");
     let (code, _, err) = siglipd_cli(&["-q", "examples", "reembed", "-c", &int8]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = siglipd_cli(&["-q", "examples", "list", "-c", &int8, "--json"]);

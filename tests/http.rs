@@ -242,7 +242,7 @@ async fn live_view_endpoints_health_and_metrics() {
     let png = std::fs::read(fixtures().join("images/camera_gray.png")).unwrap();
     let state = serde_json::json!({"ts": 12.5, "top": [{"label": "cat", "score": 0.75}], "scores": {"cat": 0.75, "a parked car": 0.1}, "infer_ms": 200.0});
     let msg: siglipd::sink::StateMsg = serde_json::from_value(state.clone()).unwrap();
-    cam.update(std::sync::Arc::new(msg), vec![true, false], Payload::Encoded(png));
+    cam.update(std::sync::Arc::new(msg), vec![true, false], Payload::Encoded(png), vec![vec![1.0, 0.0]]);
 
     let (status, body) = send_raw(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));

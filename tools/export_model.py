@@ -81,6 +81,10 @@ CORPUS = TOOLS_DIR / "corpus.txt"
 FORMAT = "siglipd-bundle"
 FORMAT_VERSION = 1
 MAX_TEXT_LENGTH = 64
+# Opset 20: torch writes the tanh GELU of SigLIP's MLPs as one ONNX `Gelu(approximate="tanh")`,
+# which tract runs as its fused GeluApproximate kernel; at opset 17 it was a chain of eight
+# element-wise ops that tract's pattern detector no longer fuses (docs/profile-int8.md).
+ONNX_OPSET = 20
 INT8_MIN_COSINE = 0.99
 
 TEMPLATE = "This is a photo of {}."
@@ -802,7 +806,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (dummy,), str(fp32), input_names=[inp], output_names=[outp],
                               dynamic_axes={inp: {0: "batch"}, outp: {0: "batch"}},
-                              opset_version=17, dynamo=False, do_constant_folding=True)
+                              opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(fp32))
         onnx.checker.check_model(m)
         sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])

@@ -227,9 +227,7 @@ impl Inference {
         match self.score(i, &frame) {
             Ok((scores, img, embeddings)) => {
                 self.note_success(i);
-                // moved, for the page's "mark this frame" (examples)
-                *self.cams[i].live.last_embeddings.lock().unwrap() = Some(Arc::new(embeddings));
-                self.publish(i, &scores, started.elapsed(), frame, &img);
+                self.publish(i, &scores, started.elapsed(), frame, &img, embeddings);
             }
             Err(Skip::Unchanged) => {
                 self.cams[i].live.counters.unchanged.fetch_add(1, Ordering::Relaxed);
@@ -322,7 +320,7 @@ impl Inference {
         }
     }
 
-    fn publish(&mut self, i: usize, scores: &[LabelScores], infer: Duration, frame: Frame, img: &RgbImage) {
+    fn publish(&mut self, i: usize, scores: &[LabelScores], infer: Duration, frame: Frame, img: &RgbImage, embeddings: Vec<Vec<f32>>) {
         let wall = self.clock.now();
         let ctrl = &self.controls.cameras[i];
         let cam = &mut self.cams[i];
@@ -352,7 +350,7 @@ impl Inference {
         drop(history);
         cam.published_initial = true;
         // moved, not copied: the web server encodes it only if someone looks
-        cam.live.update(state, cam.states.iter().map(LabelState::is_on).collect(), frame.payload);
+        cam.live.update(state, cam.states.iter().map(LabelState::is_on).collect(), frame.payload, embeddings);
     }
 }
 

@@ -74,11 +74,31 @@ fn snapshot_jpeg(payload: &Payload, img: &RgbImage) -> Option<Vec<u8>> {
 
 /// Loads the model and label embeddings for a config (shared by `run` and `check-config`).
 pub fn prepare(config: &Config) -> anyhow::Result<(Engine, Vec<Vec<LabelEmbedding>>)> {
+    check_examples_files(config)?;
     let (bundle, labels) = prepare_labels(config)?;
     crate::bench::apply_threads(&bundle, config.model.threads);
     // `run` never needs the text tower: labels come from the embeddings file
     let engine = Engine::load(bundle, config.model.precision, false)?;
     Ok((engine, labels))
+}
+
+/// Every label's `examples` file is readable and an examples export: a config error (exit 78,
+/// naming the key) otherwise, before anything is loaded.
+fn check_examples_files(config: &Config) -> Result<(), crate::config::ConfigError> {
+    for (ci, cam) in config.cameras.iter().enumerate() {
+        for (li, l) in cam.labels.iter().enumerate() {
+            let Some(path) = &l.examples else { continue };
+            if let Err(e) = crate::examples::ExportFile::read(path) {
+                return Err(crate::config::ConfigError::Invalid {
+                    path: config.origin.clone(),
+                    key: format!("camera[{ci}].label[{li}].examples"),
+                    message: e.to_string(),
+                    hint: Some("a file written by `siglipd examples export`".into()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The bundle and every camera's label embeddings (computing stale embeddings if it must).
@@ -342,7 +362,7 @@ fn load_examples(config: &Config, state: Option<StateDir>, engine: &mut Engine, 
         }
         let fits = live_cam.fits();
         for (l, fit) in cam.labels.iter().zip(&fits) {
-            if l.score == ScoreKind::Examples && fit.is_none() {
+            if l.score == ScoreKind::Examples && fit.is_none() && store.stale().is_none() {
                 warn!(camera = %cam.id, label = %l.name, "this label is scored from examples alone and has fewer than {} marked yes and {} no: it stays OFF until they are marked (live view, or `siglipd examples add`)",
                     crate::calibrate::MIN_PER_CLASS, crate::calibrate::MIN_PER_CLASS);
             }

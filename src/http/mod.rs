@@ -76,6 +76,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Extractor rejections as the API's JSON errors (axum answers them in plain text).
+fn json_error(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError(e.status(), format!("invalid JSON body: {}", e.body_text()))
+}
+
+fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError(e.status(), format!("invalid query: {}", e.body_text()))
+}
+
+fn path_error(e: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError(e.status(), format!("invalid path: {}", e.body_text()))
+}
+
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
@@ -384,8 +397,9 @@ struct HistoryView {
 async fn camera_history_handler(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+    q: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryView>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(query_error)?;
     let cam = find_camera(&s, &id)?;
     let i = cam
         .label_index(&q.label)
@@ -415,8 +429,9 @@ struct ThresholdView {
 async fn threshold_handler(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Json(t): Json<ThresholdRequest>,
+    t: Result<Json<ThresholdRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ThresholdView>, ApiError> {
+    let Json(t) = t.map_err(json_error)?;
     let cam = find_camera(&s, &id)?;
     let i = cam
         .label_index(&t.label)
@@ -436,9 +451,16 @@ async fn threshold_handler(
 
 /// The last scored frame as JPEG. JPEG sources are passed through untouched; others are
 /// encoded here, on a blocking thread, only when someone looks.
-async fn camera_frame_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `GET /api/cameras/<id>/frame.jpg?t=<state ts>`: the frame scored at `t` while it is kept
+/// (`live::KEPT_FRAMES`), else the latest; the page asks by the `ts` of the state it shows.
+async fn camera_frame_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
     let cam = find_camera(&s, &id)?;
-    let frame = cam.frame().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no scored frame yet")))?;
+    let ts = q.as_deref().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("t=")).and_then(|t| t.parse::<f64>().ok());
+    let frame = cam.frame(ts).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no scored frame yet")))?;
     let jpeg = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let img = match &*frame {
             Payload::Encoded(bytes) if bytes.starts_with(&[0xFF, 0xD8]) => return Ok(bytes.clone()),
@@ -511,15 +533,18 @@ struct Fields {
     precision: Option<String>,
 }
 
+/// A multipart read failure: 413 when the body is over the limit, else 400.
+fn upload_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError(StatusCode::PAYLOAD_TOO_LARGE, "upload too large".into())
+    } else {
+        bad(format!("malformed upload: {e}"))
+    }
+}
+
 async fn read_multipart(mut mp: Multipart) -> Result<Fields, ApiError> {
     let mut f = Fields { image: None, labels: vec![], template: None, precision: None };
-    let upload_err = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(StatusCode::PAYLOAD_TOO_LARGE, "upload too large".into())
-        } else {
-            bad(format!("malformed upload: {e}"))
-        }
-    };
+    let upload_err = upload_error;
     while let Some(field) = mp.next_field().await.map_err(upload_err)? {
         let name = field.name().unwrap_or_default().to_string();
         let bytes = field.bytes().await.map_err(upload_err)?;

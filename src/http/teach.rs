@@ -21,13 +21,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{bad, find_camera, ApiError, AppState, Job, BODY_TIMEOUT};
+use super::{bad, find_camera, json_error, path_error, query_error, ApiError, AppState, Job, BODY_TIMEOUT};
 use crate::engine::{example_jpeg, Engine};
 use crate::examples::{ExampleError, ExampleStore};
 use crate::live::LiveCamera;
 use crate::model::preprocess::{self, ImageError};
 use crate::source::Payload;
-use crate::teach::{suggest, Suggestion, Thresholding};
+use crate::teach::{best_region, example_from_image, suggest, LabelFit, Suggestion, Thresholding};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -65,6 +66,9 @@ struct MarkRequest {
     label: String,
     /// true: "this is ⟨label⟩"; false: "this is not ⟨label⟩".
     positive: bool,
+    /// The `ts` of the state whose frame is meant (the page sends the one it shows).
+    #[serde(default)]
+    ts: Option<f64>,
 }
 
 /// One example in `GET …/examples`.
@@ -124,38 +128,34 @@ async fn add(
     Ok((StatusCode::CREATED, Json(added)).into_response())
 }
 
-/// `POST /api/cameras/<id>/examples {"label","positive"}`: the frame shown (its embedding of
-/// the crop region where the label scores best, and that region's image) becomes an example.
-async fn mark_handler(State(s): State<AppState>, Path(id): Path<String>, Json(m): Json<MarkRequest>) -> Result<Response, ApiError> {
+/// `POST /api/cameras/<id>/examples {"label","positive"[,"ts"]}`: the frame shown (the one
+/// scored at `ts`, the state's timestamp, while it is kept; the latest without `ts`) becomes
+/// an example: the embedding of the crop region where the label scores best, and that region.
+async fn mark_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<MarkRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(m) = body.map_err(json_error)?;
     let store = example_store(&s)?.clone();
     let cam = find_camera(&s, &id)?;
     let i = label_of(&cam, &m.label)?;
-    let embeddings = cam
-        .last_embeddings
-        .lock()
-        .unwrap()
-        .clone()
-        .ok_or_else(|| ApiError(StatusCode::CONFLICT, format!("camera {id:?} has no scored frame yet")))?;
+    let scored = cam.scored(m.ts).ok_or_else(|| match m.ts {
+        None => ApiError(StatusCode::CONFLICT, format!("camera {id:?} has no scored frame yet")),
+        Some(ts) => ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "the frame scored at {ts} is no longer kept (frames are kept {} s): mark the frame shown now",
+                crate::live::KEPT_SECONDS
+            ),
+        ),
+    })?;
     let model = cam.model.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading".into()))?;
-    let text = &model.labels[i].positive;
     let fit = cam.fits().get(i).cloned().flatten();
-    // with crop regions, the region where this label scores best is the example
-    let region = (0..embeddings.len())
-        .max_by(|&a, &b| {
-            let score = |e: &[f32]| {
-                if text.is_empty() {
-                    fit.as_ref().map_or(0.0, |f| f.probability(e))
-                } else {
-                    crate::classify::dot(e, text)
-                }
-            };
-            score(&embeddings[a]).total_cmp(&score(&embeddings[b]))
-        })
-        .ok_or_else(|| ApiError(StatusCode::CONFLICT, format!("camera {id:?} has no scored frame yet")))?;
-    let embedding = embeddings[region].clone();
+    let region = best_region(&scored.embeddings, &model.labels[i].positive, fit.as_deref());
+    let embedding = scored.embeddings[region].clone();
     let crop = cam.crops.get(region).copied();
-    let frame = cam.frame();
-    let jpeg = tokio::task::spawn_blocking(move || frame.and_then(|f| region_jpeg(&f, crop)))
+    let jpeg = tokio::task::spawn_blocking(move || region_jpeg(&scored.frame, crop))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     add(store, cam, i, m.positive, embedding, jpeg).await
@@ -180,6 +180,11 @@ type Embedded = (Vec<f32>, Option<Vec<u8>>);
 pub struct EmbedJob {
     image: Vec<u8>,
     max_pixels: u64,
+    /// The camera's crop regions and the label's text and fit: the example is the region where
+    /// the label scores best, as for a marked frame.
+    crops: Vec<[f64; 4]>,
+    text: Vec<f32>,
+    fit: Option<Arc<LabelFit>>,
     reply: oneshot::Sender<Result<Embedded, ApiError>>,
 }
 
@@ -194,8 +199,8 @@ impl EmbedJob {
                 _ => bad(e.to_string()),
             })
             .and_then(|img| {
-                let emb = engine.embed_rgb(&img).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
-                Ok((emb, example_jpeg(&img)))
+                example_from_image(engine, &img, &self.crops, &self.text, self.fit.as_deref())
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
             });
         let _ = self.reply.send(result);
     }
@@ -210,9 +215,9 @@ struct Upload {
 
 async fn read_upload(mut mp: Multipart) -> Result<Upload, ApiError> {
     let (mut image, mut label, mut positive) = (None, None, None);
-    while let Some(field) = mp.next_field().await.map_err(|e| bad(format!("malformed upload: {e}")))? {
+    while let Some(field) = mp.next_field().await.map_err(super::upload_error)? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| bad(format!("malformed upload: {e}")))?;
+        let bytes = field.bytes().await.map_err(super::upload_error)?;
         let text = || String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("field {name:?} is not UTF-8 text")));
         let slot_taken = match name.as_str() {
             "image" => image.replace(bytes.to_vec()).is_some(),
@@ -253,8 +258,11 @@ async fn upload_handler(State(s): State<AppState>, Path(id): Path<String>, req: 
         .classifier
         .as_ref()
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "uploads are switched off on this server (http.demo = false)".into()))?;
+    let model = cam.model.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading".into()))?;
+    let (text, fit) = (model.labels[i].positive.clone(), cam.fits().get(i).cloned().flatten());
     let (reply, rx) = oneshot::channel();
-    classifier.submit(Job::Embed(EmbedJob { image: up.image, max_pixels: s.api.limits.max_pixels, reply }))?;
+    let job = EmbedJob { image: up.image, max_pixels: s.api.limits.max_pixels, crops: cam.crops.clone(), text, fit, reply };
+    classifier.submit(Job::Embed(job))?;
     let (embedding, jpeg) = match tokio::time::timeout(s.api.limits.timeout, rx).await {
         Ok(Ok(r)) => r?,
         Ok(Err(_)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped".into())),
@@ -266,12 +274,14 @@ async fn upload_handler(State(s): State<AppState>, Path(id): Path<String>, req: 
 async fn list_handler(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<LabelQuery>,
+    q: Result<Query<LabelQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ExampleView>>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let cam = find_camera(&s, &id)?;
     let i = label_of(&cam, &q.label)?;
     let store = example_store(&s)?.lock().unwrap();
-    let list = store.list(&id, &cam.label_slugs[i]).map_err(example_error)?;
+    // listed even when another model made them: to review and delete
+    let list = store.view(&id, &cam.label_slugs[i]);
     Ok(Json(
         list.into_iter()
             .map(|e| ExampleView {
@@ -284,7 +294,8 @@ async fn list_handler(
     ))
 }
 
-async fn delete_handler(State(s): State<AppState>, Path((id, n)): Path<(String, u64)>) -> Result<StatusCode, ApiError> {
+async fn delete_handler(State(s): State<AppState>, p: Result<Path<(String, u64)>, PathRejection>) -> Result<StatusCode, ApiError> {
+    let Path((id, n)) = p.map_err(path_error)?;
     let cam = find_camera(&s, &id)?;
     let mut store = example_store(&s)?.lock().unwrap();
     if !store.remove(&id, n).map_err(example_error)? {
@@ -296,7 +307,8 @@ async fn delete_handler(State(s): State<AppState>, Path((id, n)): Path<(String, 
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn image_handler(State(s): State<AppState>, Path((id, n)): Path<(String, u64)>) -> Result<Response, ApiError> {
+async fn image_handler(State(s): State<AppState>, p: Result<Path<(String, u64)>, PathRejection>) -> Result<Response, ApiError> {
+    let Path((id, n)) = p.map_err(path_error)?;
     find_camera(&s, &id)?;
     let jpeg = example_store(&s)?
         .lock()
@@ -311,8 +323,9 @@ async fn image_handler(State(s): State<AppState>, Path((id, n)): Path<(String, u
 async fn suggest_handler(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<LabelQuery>,
+    q: Result<Query<LabelQuery>, QueryRejection>,
 ) -> Result<Json<Suggestion>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let cam = find_camera(&s, &id)?;
     let i = label_of(&cam, &q.label)?;
     let target = q.precision.unwrap_or(0.9);
