@@ -358,3 +358,17 @@ fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
     }
     eprintln!("worst static int8 cosine: {worst:.5}");
 }
+
+/// The exporter writes SigLIP's tanh GELU as one ONNX `Gelu(approximate="tanh")` (opset 20),
+/// which tract runs as its fused element-wise GeluApproximate: the plan holds one per encoder
+/// MLP (plus the head's) and no leftover `tanh` chain (docs/profile-int8.md, "GELU").
+#[test]
+fn the_gelu_is_one_fused_op_per_mlp() {
+    let b = Bundle::open(&fixtures().join("tiny")).unwrap();
+    let ops = VisionEncoder::load(&b, Precision::Fp32).unwrap().op_counts();
+    eprintln!("fp32 plan: {ops:?}");
+    let gelu: usize = ops.iter().filter(|(op, _)| op.to_ascii_lowercase().contains("gelu")).map(|(_, n)| n).sum();
+    // the tiny model: 2 encoder layers and the pooling head's MLP
+    assert_eq!(gelu, 3, "fused GELU nodes in {ops:?}");
+    assert!(!ops.keys().any(|op| op.to_ascii_lowercase().contains("tanh")), "a decomposed tanh GELU is left in {ops:?}");
+}

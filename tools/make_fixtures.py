@@ -19,6 +19,9 @@ Writes
                                    feeds the model (pixels/<name>.png)
 
     python3 tools/make_fixtures.py --rules-only     # only images/rules + golden-rules
+    python3 tools/make_fixtures.py --reexport       # bundles re-exported from the committed
+                                                    # checkpoint (exporter changed, weights not),
+                                                    # then goldens as --goldens-only
 
 Goldens come from the *reference* pipeline, never from the ONNX files:
   transformers.image_utils.load_image(path)   (EXIF transpose + .convert("RGB"))
@@ -136,6 +139,24 @@ def make_bundle() -> None:
         if d.exists():
             shutil.rmtree(d)
     rc = em.main(["--random", "tiny", "--seed", "0", "--out", str(FIX / "tiny"), "--checkpoint-out", str(FIX / "tiny-checkpoint")])
+    if rc:
+        raise SystemExit(rc)
+    make_dynamic_bundle()
+    make_static_bundle()
+
+
+def reexport_bundles() -> None:
+    """tiny, tiny-dyn and tiny-static exported again from the committed tiny-checkpoint: what
+    the exporter writes changed (e.g. the ONNX opset), the weights and so the goldens did not."""
+    out = FIX / "tiny"
+    if out.exists():
+        shutil.rmtree(out)
+    cwd = os.getcwd()
+    os.chdir(REPO)  # a relative source path keeps the manifest independent of the checkout
+    try:
+        rc = em.main(["--from", "tests/fixtures/tiny-checkpoint", "--out", str(out)])
+    finally:
+        os.chdir(cwd)
     if rc:
         raise SystemExit(rc)
     make_dynamic_bundle()
@@ -283,7 +304,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--goldens-only", action="store_true", help="reuse the bundle and images, recompute goldens")
     ap.add_argument("--rules-only", action="store_true", help="only images/rules and golden-rules (bundle, images, goldens untouched)")
+    ap.add_argument("--reexport", action="store_true", help="re-export the bundles from the committed checkpoint, then recompute goldens")
     args = ap.parse_args()
+    if args.reexport:
+        args.goldens_only = True  # the images and rule goldens stay as they are
     warnings.filterwarnings("ignore")
     import torch
 
@@ -295,16 +319,20 @@ def main() -> int:
     if args.rules_only:
         make_rule_goldens(FIX / "tiny-checkpoint")
         return 0
+
     if not args.goldens_only:
         make_bundle()
         names = make_images(FIX / "images")
     else:
+        if args.reexport:
+            reexport_bundles()
         names = sorted(p.name for p in (FIX / "images").iterdir() if p.is_file() and p.name not in BAD_IMAGES)
     names = sorted(names)
     golden, pixels = compute_goldens(FIX / "tiny-checkpoint", names)
     gdir = FIX / "golden"
-    if gdir.exists():
-        shutil.rmtree(gdir)
+    # golden/ also holds logreg.json (tools/make_logreg_fixture.py): only this script's files go
+    if (gdir / "pixels").exists():
+        shutil.rmtree(gdir / "pixels")
     (gdir / "pixels").mkdir(parents=True)
     for stem, arr in pixels.items():
         np.save(gdir / "pixels" / f"{stem}.npy", arr.astype(np.float32))
@@ -326,7 +354,8 @@ def main() -> int:
     tout = t32.run(None, {"input_ids": np.array(golden["prompt_ids"], dtype=np.int64)})[0]
     tdiff = float(np.abs(tout - np.array(golden["text_embeds"])).max())
     (gdir / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
-    make_rule_goldens(FIX / "tiny-checkpoint")
+    if not args.reexport:  # the rule goldens do not depend on the bundle (and need input_rules.make)
+        make_rule_goldens(FIX / "tiny-checkpoint")
 
     probs = np.array([im["probs"] for im in golden["images"]])
     print(f"[fixtures] {len(golden['images'])} golden images, {len(golden['tokenization'])} tokenization cases")
