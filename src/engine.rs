@@ -152,8 +152,7 @@ impl Engine {
     /// sha256 of the running vision tower file (manifest checksum, else the file's): what
     /// examples' embeddings are bound to. Empty if it cannot be read.
     pub fn vision_sha256(&self) -> String {
-        let file = self.bundle.tower_spec(Tower::Vision).and_then(|s| s.files.get(self.precision.as_str())).cloned();
-        file.and_then(|f| self.bundle.file_sha256(&f).ok()).unwrap_or_default()
+        vision_sha256_of(&self.bundle, self.precision)
     }
 
     /// The unit image embedding of an encoded image (any format `preprocess::decode` reads).
@@ -198,4 +197,11 @@ pub fn example_jpeg(img: &image::RgbImage) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(view).ok()?;
     Some(out)
+}
+
+/// sha256 of a bundle's vision tower file at `precision` (manifest checksum, else the file's),
+/// without loading it; empty if it cannot be read. See [`Engine::vision_sha256`].
+pub fn vision_sha256_of(bundle: &Bundle, precision: Precision) -> String {
+    let file = bundle.tower_spec(Tower::Vision).and_then(|s| s.files.get(precision.as_str())).cloned();
+    file.and_then(|f| bundle.file_sha256(&f).ok()).unwrap_or_default()
 }

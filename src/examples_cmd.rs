@@ -31,12 +31,21 @@ pub fn run(cmd: ExamplesCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The config, its model and label embeddings, and the examples in its state directory.
+/// The config, its label embeddings, the examples in its state directory, and the model when
+/// the command embeds images (reading commands do not load the vision tower: beside a running
+/// daemon on a Pi that would be a second copy in RAM).
 struct Loaded {
     config: Config,
-    engine: Engine,
+    engine: Option<Engine>,
+    calibration: crate::classify::Calibration,
     labels: Vec<Vec<LabelEmbedding>>,
     store: ExampleStore,
+}
+
+impl Loaded {
+    fn engine(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("commands that change examples load the model")
+    }
 }
 
 /// How a command opens the state directory: to read beside a running daemon, or to change it
@@ -57,9 +66,15 @@ fn load(arg: &ConfigArg, access: Access) -> anyhow::Result<Loaded> {
             e => e.into(),
         })?,
     };
+    if state.is_read_only() {
+        let (bundle, labels) = crate::daemon::prepare_labels(&config)?;
+        let (precision, _) = crate::model::auto::resolve(&bundle, crate::model::Tower::Vision, config.model.precision)?;
+        let store = ExampleStore::load(Some(state), &crate::engine::vision_sha256_of(&bundle, precision));
+        return Ok(Loaded { config, engine: None, calibration: bundle.calibration(), labels, store });
+    }
     let (engine, labels) = crate::daemon::prepare(&config)?;
     let store = ExampleStore::load(Some(state), &engine.vision_sha256());
-    Ok(Loaded { config, engine, labels, store })
+    Ok(Loaded { config, calibration: engine.calibration, engine: Some(engine), labels, store })
 }
 
 fn camera<'a>(config: &'a Config, id: &str) -> Result<(usize, &'a CameraConfig), UsageError> {
@@ -114,7 +129,7 @@ fn add(a: ExamplesAddArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = l.store.stale() {
         return Err(anyhow::Error::from(e).context("examples cannot be added"));
     }
-    let max_pixels = l.engine.pre.max_pixels;
+    let max_pixels = l.engine().pre.max_pixels;
     let (mut added, mut failed) = (0, 0);
     for f in &files {
         // with crop regions: the region where the label scores best, as for a marked frame
@@ -122,9 +137,9 @@ fn add(a: ExamplesAddArgs) -> anyhow::Result<ExitCode> {
             .store
             .list(&cam_id, &slug)
             .ok()
-            .and_then(|ex| fit_label(&ex, LabelText { text: Some(&text), cal: l.engine.calibration }).ok().flatten());
+            .and_then(|ex| fit_label(&ex, LabelText { text: Some(&text), cal: l.calibration }).ok().flatten());
         let one = crate::model::preprocess::decode_file(f, max_pixels).map_err(anyhow::Error::from).and_then(|img| {
-            let (emb, jpeg) = example_from_image(&mut l.engine, &img, &crops, &text, fit.as_ref())?;
+            let (emb, jpeg) = example_from_image(l.engine.as_mut().expect("loaded to add"), &img, &crops, &text, fit.as_ref())?;
             if let Some(same) = jpeg.as_deref().and_then(|j| l.store.with_image(&cam_id, &slug, &crate::examples::sha256_hex(j))) {
                 let sign = |p: bool| if p { "yes" } else { "no" };
                 anyhow::ensure!(
@@ -191,7 +206,7 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let ex = l.store.view(&cam.id, &lab.slug);
-            let text = LabelText { text: Some(&l.labels[ci][li].positive), cal: l.engine.calibration };
+            let text = LabelText { text: Some(&l.labels[ci][li].positive), cal: l.calibration };
             let positives = ex.iter().filter(|e| e.positive).count();
             rows.push(Listed {
                 camera: cam.id.clone(),
@@ -308,7 +323,7 @@ fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
             config.origin
         );
     }
-    let engine = &mut l.engine;
+    let engine = l.engine.as_mut().expect("loaded to import");
     let mut reembed = |jpeg: &[u8]| engine.embed_encoded(jpeg, "an imported example's image");
     let r = l.store.import(&file, place, Some(&mut reembed))?;
     eprintln!(
@@ -328,7 +343,7 @@ fn reembed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
         eprintln!("the examples already belong to the configured model: nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
-    let engine = &mut l.engine;
+    let engine = l.engine.as_mut().expect("loaded to re-embed");
     let mut f = |jpeg: &[u8]| engine.embed_encoded(jpeg, "an example's stored image");
     let (done, dropped) = l.store.reembed(&mut f)?;
     eprintln!("recomputed {done} example(s) with the configured model; {dropped} had no stored image and were removed");

@@ -90,6 +90,11 @@ impl StateDir {
         Self { dir: dir.into(), lock: None }
     }
 
+    /// Opened with [`StateDir::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.lock.is_none()
+    }
+
     pub fn path(&self) -> &Path {
         &self.dir
     }

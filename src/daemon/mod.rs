@@ -101,8 +101,9 @@ fn check_examples_files(config: &Config) -> Result<(), crate::config::ConfigErro
     Ok(())
 }
 
-/// The bundle and every camera's label embeddings (computing stale embeddings if it must).
-fn prepare_labels(config: &Config) -> anyhow::Result<(Bundle, Vec<Vec<LabelEmbedding>>)> {
+/// The bundle and every camera's label embeddings (computing stale embeddings if it must),
+/// without loading the vision tower.
+pub fn prepare_labels(config: &Config) -> anyhow::Result<(Bundle, Vec<Vec<LabelEmbedding>>)> {
     let bundle = Bundle::open(&config.model.bundle).with_context(|| format!("model.bundle in {}", config.origin))?;
     let file = embeddings::load_or_embed(config, &bundle)?;
     let labels = config.cameras.iter().map(|c| embeddings::camera_labels(c, &file)).collect::<anyhow::Result<Vec<_>>>()?;
