@@ -1139,6 +1139,13 @@ fn marked_examples_persist_and_drive_suggestions() {
     let stored = image::load_from_memory(&jpeg).unwrap();
     assert!(stored.width().max(stored.height()) <= 384, "stored at most 384 px for review and re-embedding");
 
+    // the label's examples as one file, images included (for another machine)
+    let (s, b) = call("GET", &format!("{base}/examples/export?label=cat"), None);
+    assert_eq!(s, 200);
+    let file: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(file["format"], "siglipd-examples-export");
+    assert_eq!(file["examples"].as_array().map(Vec::len), Some(6));
+    assert!(file["examples"][0]["image_jpeg"].is_string());
     let (s, b) = call("GET", &format!("{base}/suggest?label=cat&precision=0.5"), None);
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let sug: serde_json::Value = serde_json::from_slice(&b).unwrap();

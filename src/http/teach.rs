@@ -7,6 +7,8 @@
 //! - `POST /api/cameras/<id>/examples/image` multipart `image`, `label`, `positive` → 201 `Added`
 //! - `DELETE /api/cameras/<id>/examples/<n>` → 204
 //! - `GET  /api/cameras/<id>/examples/<n>/image.jpg` → the stored image
+//! - `GET  /api/cameras/<id>/examples/export?label=…` → the label's examples as one file
+//!   (`siglipd examples export` format, images included), to import on another machine
 //! - `GET  /api/cameras/<id>/suggest?label=…&precision=0.9` → `teach::Suggestion`
 //!
 //! Every change refits the camera's labels at once (`LiveCamera::refit`): a label scored from
@@ -34,6 +36,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/cameras/{id}/examples", get(list_handler).post(mark_handler))
         .route("/api/cameras/{id}/examples/image", post(upload_handler))
+        .route("/api/cameras/{id}/examples/export", get(export_handler))
         .route("/api/cameras/{id}/examples/{n}", delete(delete_handler))
         .route("/api/cameras/{id}/examples/{n}/image.jpg", get(image_handler))
         .route("/api/cameras/{id}/suggest", get(suggest_handler))
@@ -292,6 +295,34 @@ async fn list_handler(
             })
             .collect(),
     ))
+}
+
+/// `GET /api/cameras/<id>/examples/export?label=…`: the file `siglipd examples export` writes,
+/// as a download (`examples = "…"` in a label, or `siglipd examples import`, reads it).
+async fn export_handler(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<LabelQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let cam = find_camera(&s, &id)?;
+    let i = label_of(&cam, &q.label)?;
+    let slug = cam.label_slugs[i].clone();
+    let store = example_store(&s)?.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let file = store.lock().unwrap().export(|c, l| c == id && l == slug)?;
+        serde_json::to_vec(&file).map_err(|cause| crate::state::StateError::Encode { name: "export".into(), cause }.into())
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(example_error)?;
+    let name = format!("attachment; filename=\"{}.examples.json\"", cam.label_slugs[i]);
+    let disposition = header::HeaderValue::from_str(&name).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json")), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    )
+        .into_response())
 }
 
 async fn delete_handler(State(s): State<AppState>, p: Result<Path<(String, u64)>, PathRejection>) -> Result<StatusCode, ApiError> {

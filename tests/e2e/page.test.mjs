@@ -795,7 +795,7 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
       const examples = await (await fetch(`${srv.url}/api/cameras/porch/examples?label=rocket`)).json();
       assert.equal(examples.length, 6);
       // the examples are listed under the chart with their stored images
-      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 6);
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li:not(.dl)').length === 6);
       await page.waitForFunction(() => [...document.querySelectorAll('article.cam[data-id="porch"] ul.exs img')].every((i) => i.complete && i.naturalWidth > 0));
       assert.equal(await card.locator('ul.exs li.yes').count(), 3);
       assert.match(await card.locator('p.kind').textContent(), /^Thresholds apply to the zero-shot score\.$/);
@@ -816,7 +816,7 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
 
       // delete an example on the page: the count falls, and with 2 "no" nothing is suggested
       await card.locator('ul.exs li.no button').first().click();
-      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 5);
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li:not(.dl)').length === 5);
       await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] details.hist p.sug')?.textContent.startsWith('3 marked yes, 2 no. Mark at least 3'));
 
       // teach "cat" (score = "calibrated") with the upload form: three cat images, three others
@@ -834,7 +834,7 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
         await page.waitForFunction((w) => document.getElementById('tumsg').textContent.startsWith(w), want);
       }
       assert.match(await page.locator('#tumsg').textContent(), /the label has a fitted model\.$/);
-      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li').length === 6);
+      await page.waitForFunction(() => document.querySelectorAll('article.cam[data-id="porch"] ul.exs li:not(.dl)').length === 6);
       await page.waitForFunction(() => document.querySelector('article.cam[data-id="porch"] p.kind')?.textContent === 'Thresholds apply to the score fitted on the examples.');
       // the state now carries both scores, and "cat" is decided on the fitted one
       await page.waitForFunction(async (u) => {
