@@ -64,7 +64,7 @@ impl Cause {
                 match x {
                     X::OtherModel { .. } | X::NoStateDir => return Cause::Config,
                     // a file named on the command line (a config's `examples` is checked as config)
-                    X::BadExport { .. } => return Cause::Usage,
+                    X::BadExport { .. } | X::OtherLabels { .. } => return Cause::Usage,
                     _ => {}
                 }
             }

@@ -45,6 +45,8 @@ pub enum ExampleError {
     ReadExport { path: PathBuf, cause: std::io::Error },
     #[error("examples file {path} is not a siglipd examples export: {problem}")]
     BadExport { path: PathBuf, problem: String },
+    #[error("examples file {path} has no examples of {label:?} but several other labels ({has}): export the one this label needs (`siglipd examples export --label …`)")]
+    OtherLabels { path: PathBuf, label: String, has: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +111,21 @@ impl ExportFile {
             )));
         }
         Ok((f, sha256_hex(&bytes)))
+    }
+
+    /// Which of this file's examples go to the label with topic id `label`: its own (`Ok(false)`),
+    /// or all of them when the file holds one other label only (`Ok(true)`: exported as "our
+    /// cat", named by a label "kitty"). Several other labels and none of this one: an error.
+    pub fn examples_for(&self, label: &str) -> Result<bool, ExampleError> {
+        let labels: std::collections::BTreeSet<&str> = self.examples.iter().map(|x| x.label.as_str()).collect();
+        if labels.contains(label) || labels.is_empty() {
+            return Ok(false);
+        }
+        if labels.len() == 1 {
+            return Ok(true);
+        }
+        let has = labels.into_iter().collect::<Vec<_>>().join(", ");
+        Err(ExampleError::OtherLabels { path: "(examples file)".into(), label: label.into(), has })
     }
 
     /// Writes the file atomically.
@@ -195,6 +212,12 @@ impl ExampleStore {
         self.stored.cameras.iter().flat_map(|(c, labels)| {
             labels.iter().filter(|(_, v)| !v.is_empty()).map(move |(l, v)| (c.as_str(), l.as_str(), v.as_slice()))
         })
+    }
+
+    /// (camera, label slug, count) of kept examples that no configured label uses (a label
+    /// renamed or a camera removed): kept, listed and exportable, never fitted.
+    pub fn unclaimed(&self, configured: impl Fn(&str, &str) -> bool) -> Vec<(String, String, usize)> {
+        self.all().filter(|(c, l, _)| !configured(c, l)).map(|(c, l, v)| (c.to_string(), l.to_string(), v.len())).collect()
     }
 
     /// Adds an example (and its JPEG image, if any); returns its id.
@@ -356,17 +379,10 @@ impl ExampleStore {
         if self.stored.imported.get(&key) == Some(&sha) {
             return Ok(None);
         }
-        // the file's examples of this label; a file of one other label is taken as this one's
-        // (`examples export --label "our cat"` named in a label called "kitty")
-        let labels: std::collections::BTreeSet<&str> = file.examples.iter().map(|x| x.label.as_str()).collect();
-        let take_all = !labels.contains(label) && labels.len() == 1;
-        if !labels.contains(label) && !take_all && !labels.is_empty() {
-            let has = labels.into_iter().collect::<Vec<_>>().join(", ");
-            return Err(ExampleError::BadExport {
-                path: path.into(),
-                problem: format!("it has no examples of {label:?} but several other labels ({has}): export the one this label needs"),
-            });
-        }
+        let take_all = file.examples_for(label).map_err(|e| match e {
+            ExampleError::OtherLabels { label, has, .. } => ExampleError::OtherLabels { path: path.into(), label, has },
+            e => e,
+        })?;
         let report =
             self.import(&file, |x| (take_all || x.label == label).then(|| (camera.to_string(), label.to_string())), reembed)?;
         self.stored.imported.insert(key, sha);

@@ -223,6 +223,9 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
+    for (camera, label, n) in l.store.unclaimed(|c, lab| config_has(&l.config, c, lab)) {
+        eprintln!("warning: {n} example(s) of camera {camera:?}, label {label:?} belong to no configured label (renamed or removed?): export them with --camera {camera} --label {label}, then import with --label");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -250,7 +253,7 @@ fn remove(a: ExamplesRemoveArgs) -> anyhow::Result<ExitCode> {
         &a.config,
         Access::Change { alternative: "delete examples on its web page or with DELETE /api/cameras/<id>/examples/<n>" },
     )?;
-    camera(&l.config, &a.camera)?;
+    // a camera no longer configured may still hold examples: removing them is allowed
     let mut missing = 0;
     for id in &a.ids {
         if l.store.remove(&a.camera, *id)? {
@@ -265,7 +268,14 @@ fn remove(a: ExamplesRemoveArgs) -> anyhow::Result<ExitCode> {
 
 fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
     let l = load(&a.config, Access::Read)?;
+    let kept = |c: Option<&str>, n: Option<&str>| {
+        l.store
+            .all()
+            .any(|(sc, sl, _)| c.is_none_or(|c| c == sc) && n.is_none_or(|n| n == sl || crate::ids::slug(n).as_deref() == Some(sl)))
+    };
     match (&a.camera, &a.label) {
+        // examples of a renamed label or a removed camera can still be exported
+        (c, n) if (c.is_some() || n.is_some()) && kept(c.as_deref(), n.as_deref()) => {}
         (Some(c), n) => {
             let (_, cam) = camera(&l.config, c)?;
             if let Some(n) = n {
@@ -282,7 +292,7 @@ fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
     let file = l.store.export(|c, s| {
         a.camera.as_ref().is_none_or(|want| want == c) && a.label.as_ref().is_none_or(|n| n == s || slug.as_deref() == Some(s))
     })?;
-    file.write(&a.out).with_context(|| format!("cannot write {}", a.out.display()))?;
+    file.write(&a.out)?;
     eprintln!("wrote {} example(s) to {}", file.examples.len(), a.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -348,4 +358,9 @@ fn reembed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
     let (done, dropped) = l.store.reembed(&mut f)?;
     eprintln!("recomputed {done} example(s) with the configured model; {dropped} had no stored image and were removed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config has a camera `camera` with a label of topic id `label`.
+fn config_has(config: &Config, camera: &str, label: &str) -> bool {
+    config.cameras.iter().any(|c| c.id == camera && c.labels.iter().any(|l| l.slug == label))
 }

@@ -144,7 +144,8 @@ impl StateDir {
 /// Temporary file in the same directory → fsync → rename over `path` → fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |cause| StateError::Write { path: path.into(), cause };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // a bare file name has the parent "": the current directory
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("state"), std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;

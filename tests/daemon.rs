@@ -1115,7 +1115,7 @@ fn marked_examples_persist_and_drive_suggestions() {
     // the frame shown is named by its state's ts: a frame no longer kept is refused, not swapped
     let (s, b) = call("POST", &format!("{base}/examples"), Some(r#"{"label":"cat","positive":true,"ts":12.5}"#));
     assert_eq!(s, 409, "{}", String::from_utf8_lossy(&b));
-    assert!(String::from_utf8_lossy(&b).contains("no longer kept"), "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("is kept (frames are kept 10 s)"), "{}", String::from_utf8_lossy(&b));
     // API errors are JSON, also where axum rejects the request itself
     let (s, b) = call("DELETE", &format!("{base}/examples/abc"), None);
     assert_eq!(s, 400);
@@ -1257,9 +1257,14 @@ fn a_label_taught_by_examples_scores_on_mqtt() {
         (Some(3), Some(3), Some(true)),
         "{listed}"
     );
+    // as the README writes it: a bare file name, in the current directory
     let file = work.path().join("our-cat.examples.json");
-    let (code, _, err) = siglipd_cli(&["-q", "examples", "export", "-c", cfg, "--label", "our cat", "-o", file.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_siglipd"))
+        .args(["-q", "examples", "export", "-c", cfg, "--label", "our cat", "-o", "our-cat.examples.json"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success() && file.is_file(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // the Pi: camera a sees the cat, b a picture no example shows, c has a label with no examples
     let a = folder_with(&[("x.png", cat.clone())]);

@@ -74,7 +74,6 @@ fn snapshot_jpeg(payload: &Payload, img: &RgbImage) -> Option<Vec<u8>> {
 
 /// Loads the model and label embeddings for a config (shared by `run` and `check-config`).
 pub fn prepare(config: &Config) -> anyhow::Result<(Engine, Vec<Vec<LabelEmbedding>>)> {
-    check_examples_files(config)?;
     let (bundle, labels) = prepare_labels(config)?;
     crate::bench::apply_threads(&bundle, config.model.threads);
     // `run` never needs the text tower: labels come from the embeddings file
@@ -88,7 +87,13 @@ fn check_examples_files(config: &Config) -> Result<(), crate::config::ConfigErro
     for (ci, cam) in config.cameras.iter().enumerate() {
         for (li, l) in cam.labels.iter().enumerate() {
             let Some(path) = &l.examples else { continue };
-            if let Err(e) = crate::examples::ExportFile::read(path) {
+            let checked = crate::examples::ExportFile::read(path).and_then(|(f, _)| f.examples_for(&l.slug)).map_err(|e| match e {
+                crate::examples::ExampleError::OtherLabels { label, has, .. } => {
+                    crate::examples::ExampleError::OtherLabels { path: path.clone(), label, has }
+                }
+                e => e,
+            });
+            if let Err(e) = checked {
                 return Err(crate::config::ConfigError::Invalid {
                     path: config.origin.clone(),
                     key: format!("camera[{ci}].label[{li}].examples"),
@@ -104,6 +109,8 @@ fn check_examples_files(config: &Config) -> Result<(), crate::config::ConfigErro
 /// The bundle and every camera's label embeddings (computing stale embeddings if it must),
 /// without loading the vision tower.
 pub fn prepare_labels(config: &Config) -> anyhow::Result<(Bundle, Vec<Vec<LabelEmbedding>>)> {
+    // start, check-config and a SIGHUP reload all refuse a bad `examples` file alike
+    check_examples_files(config)?;
     let bundle = Bundle::open(&config.model.bundle).with_context(|| format!("model.bundle in {}", config.origin))?;
     let file = embeddings::load_or_embed(config, &bundle)?;
     let labels = config.cameras.iter().map(|c| embeddings::camera_labels(c, &file)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -346,6 +353,10 @@ fn load_examples(config: &Config, state: Option<StateDir>, engine: &mut Engine, 
     let mut store = ExampleStore::load(state, &engine.vision_sha256());
     if let Some(e) = store.stale() {
         warn!("{e}");
+    }
+    let configured = |c: &str, l: &str| config.cameras.iter().any(|cam| cam.id == c && cam.labels.iter().any(|x| x.slug == l));
+    for (camera, label, n) in store.unclaimed(configured) {
+        warn!(camera = %camera, label = %label, "{n} marked example(s) belong to no configured label (renamed or removed?): kept; rename the label back, or move them with `siglipd examples export --camera {camera} --label {label}` and `examples import --label …`");
     }
     for (cam, live_cam) in config.cameras.iter().zip(&live.cameras) {
         for l in &cam.labels {

@@ -293,6 +293,11 @@ pub fn router(api: Api) -> Router {
         // browsers ask for it on every page load; answer instead of logging a 404
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(protected)
+        // unknown paths and methods answer in the API's JSON error shape too
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

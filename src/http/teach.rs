@@ -147,10 +147,7 @@ async fn mark_handler(
         None => ApiError(StatusCode::CONFLICT, format!("camera {id:?} has no scored frame yet")),
         Some(ts) => ApiError(
             StatusCode::CONFLICT,
-            format!(
-                "the frame scored at {ts} is no longer kept (frames are kept {} s): mark the frame shown now",
-                crate::live::KEPT_SECONDS
-            ),
+            format!("no frame scored at ts {ts} is kept (frames are kept {} s): mark the frame shown now", crate::live::KEPT_SECONDS),
         ),
     })?;
     let model = cam.model.get().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the model is still loading".into()))?;
@@ -271,6 +268,18 @@ async fn upload_handler(State(s): State<AppState>, Path(id): Path<String>, req: 
         Ok(Err(_)) => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped".into())),
         Err(_) => return Err(ApiError(StatusCode::GATEWAY_TIMEOUT, "embedding the image timed out".into())),
     };
+    // an uploaded picture follows `siglipd examples add`'s rule: once per label, one mark
+    if let Some(same) =
+        jpeg.as_deref().and_then(|j| store.lock().unwrap().with_image(&cam.id, &cam.label_slugs[i], &crate::examples::sha256_hex(j)))
+    {
+        let sign = if same.positive { "yes" } else { "no" };
+        let msg = if same.positive == up.positive {
+            format!("this picture is already example {} of {:?} (marked {sign})", same.id, up.label)
+        } else {
+            format!("this picture is already example {} of {:?} marked {sign}: delete it first", same.id, up.label)
+        };
+        return Err(ApiError(StatusCode::CONFLICT, msg));
+    }
     add(store, cam, i, up.positive, embedding, jpeg).await
 }
 
