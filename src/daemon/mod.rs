@@ -167,6 +167,8 @@ pub fn run(config: Config, reload_from: Option<PathBuf>) -> anyhow::Result<()> {
                     _ => false,
                 };
                 let engine = running.stop(&rt, Stop::Reload, !same_mqtt);
+                // `model.threads` applies to a reused engine too (tract's pool is process-wide)
+                crate::bench::apply_threads(&bundle, config.model.threads);
                 let engine = match engine {
                     Some(e) if old.model.bundle == config.model.bundle && old.model.precision == config.model.precision => e,
                     _ => Engine::load(bundle, config.model.precision, false)?,
