@@ -209,16 +209,16 @@ fn fit_scaled_min(x: &[Vec<f64>], y: &[bool], c: f64, min: usize) -> Result<Scal
 
 /// Leave-one-out probabilities of [`fit_scaled`]: example `i` scored by a model fitted (and
 /// standardized) without it (so with [`MIN_PER_CLASS`] of each class, a fold trains on one
-/// fewer; the L2 penalty keeps that sane). `features(i, train)` builds example `i`'s features
-/// from the training subset `train` (the mean positive and negative embeddings must not
+/// fewer; the L2 penalty keeps that sane). `features(i, held)` builds example `i`'s features
+/// in the fold that leaves out `held` (the mean positive and negative embeddings must not
 /// include the example being scored).
-pub fn leave_one_out(y: &[bool], c: f64, features: impl Fn(usize, &[usize]) -> Vec<f64>) -> Result<Vec<f64>, FitError> {
+pub fn leave_one_out(y: &[bool], c: f64, features: impl Fn(usize, usize) -> Vec<f64>) -> Result<Vec<f64>, FitError> {
     (0..y.len())
         .map(|held| {
             let train: Vec<usize> = (0..y.len()).filter(|&i| i != held).collect();
-            let xs: Vec<Vec<f64>> = train.iter().map(|&i| features(i, &train)).collect();
+            let xs: Vec<Vec<f64>> = train.iter().map(|&i| features(i, held)).collect();
             let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-            Ok(fit_scaled_min(&xs, &ys, c, MIN_PER_CLASS - 1)?.probability(&features(held, &train)))
+            Ok(fit_scaled_min(&xs, &ys, c, MIN_PER_CLASS - 1)?.probability(&features(held, held)))
         })
         .collect()
 }
