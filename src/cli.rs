@@ -85,16 +85,23 @@ pub struct ExamplesAddArgs {
     pub paths: Vec<PathBuf>,
 }
 
+/// Which examples `examples list` and `examples export` look at.
 #[derive(Debug, clap::Args)]
-pub struct ExamplesListArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
+pub struct ExampleFilter {
     /// Only this camera
     #[arg(long)]
     pub camera: Option<String>,
     /// Only this label (display name or topic id)
     #[arg(long)]
     pub label: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExamplesListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub only: ExampleFilter,
     /// Also list each example (id, yes/no, when)
     #[arg(long)]
     pub ids: bool,
@@ -119,12 +126,8 @@ pub struct ExamplesRemoveArgs {
 pub struct ExamplesExportArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Only this camera
-    #[arg(long)]
-    pub camera: Option<String>,
-    /// Only this label (display name or topic id)
-    #[arg(long)]
-    pub label: Option<String>,
+    #[command(flatten)]
+    pub only: ExampleFilter,
     /// File to write (JSON)
     #[arg(long, short, value_name = "FILE")]
     pub out: PathBuf,

@@ -928,6 +928,11 @@ fn validate_state(ctx: &Ctx, s: RawState) -> Result<PathBuf, ConfigError> {
 }
 
 impl Config {
+    /// A camera `camera` has a label with topic id `slug`.
+    pub fn has_label(&self, camera: &str, slug: &str) -> bool {
+        self.cameras.iter().any(|c| c.id == camera && c.labels.iter().any(|l| l.slug == slug))
+    }
+
     /// Every distinct prompt (positive and negative) of every camera, for the text tower.
     pub fn all_prompts(&self) -> Vec<String> {
         let mut seen = HashSet::new();

@@ -116,7 +116,8 @@ impl ExportFile {
     /// Which of this file's examples go to the label with topic id `label`: its own (`Ok(false)`),
     /// or all of them when the file holds one other label only (`Ok(true)`: exported as "our
     /// cat", named by a label "kitty"). Several other labels and none of this one: an error.
-    pub fn examples_for(&self, label: &str) -> Result<bool, ExampleError> {
+    /// `path` is where the file was read from, for the error.
+    pub fn examples_for(&self, path: &Path, label: &str) -> Result<bool, ExampleError> {
         let labels: std::collections::BTreeSet<&str> = self.examples.iter().map(|x| x.label.as_str()).collect();
         if labels.contains(label) || labels.is_empty() {
             return Ok(false);
@@ -125,7 +126,7 @@ impl ExportFile {
             return Ok(true);
         }
         let has = labels.into_iter().collect::<Vec<_>>().join(", ");
-        Err(ExampleError::OtherLabels { path: "(examples file)".into(), label: label.into(), has })
+        Err(ExampleError::OtherLabels { path: path.into(), label: label.into(), has })
     }
 
     /// Writes the file atomically.
@@ -379,10 +380,7 @@ impl ExampleStore {
         if self.stored.imported.get(&key) == Some(&sha) {
             return Ok(None);
         }
-        let take_all = file.examples_for(label).map_err(|e| match e {
-            ExampleError::OtherLabels { label, has, .. } => ExampleError::OtherLabels { path: path.into(), label, has },
-            e => e,
-        })?;
+        let take_all = file.examples_for(path, label)?;
         let report =
             self.import(&file, |x| (take_all || x.label == label).then(|| (camera.to_string(), label.to_string())), reembed)?;
         self.stored.imported.insert(key, sha);

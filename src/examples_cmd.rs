@@ -1,8 +1,9 @@
 //! `siglipd examples …`: the command-line side of teaching by example (folders of images,
 //! review, moving examples between machines, recomputing them after a model change).
 //!
-//! Every command loads the configured model as `run` does (same bundle, same precision choice),
-//! because examples are bound to the sha256 of the vision tower that embedded them.
+//! Every command resolves the configured model as `run` does (same bundle, same precision
+//! choice), because examples are bound to the sha256 of the vision tower that embedded them;
+//! only the commands that embed images load it.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,10 +134,11 @@ fn add(a: ExamplesAddArgs) -> anyhow::Result<ExitCode> {
     let (mut added, mut failed) = (0, 0);
     for f in &files {
         // with crop regions: the region where the label scores best, as for a marked frame
-        let fit = l
-            .store
-            .list(&cam_id, &slug)
-            .ok()
+        // only a label without prompts picks its region by its fit (`best_region`): fitted
+        // again per file, as the examples added so far change it
+        let fit = (text.is_empty() && crops.len() > 1)
+            .then(|| l.store.list(&cam_id, &slug).ok())
+            .flatten()
             .and_then(|ex| fit_label(&ex, LabelText { text: Some(&text), cal: l.calibration }).ok().flatten());
         let one = crate::model::preprocess::decode_file(f, max_pixels).map_err(anyhow::Error::from).and_then(|img| {
             let (emb, jpeg) = example_from_image(l.engine.as_mut().expect("loaded to add"), &img, &crops, &text, fit.as_ref())?;
@@ -198,11 +200,11 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
     }
     let mut rows = Vec::new();
     for (ci, cam) in l.config.cameras.iter().enumerate() {
-        if a.camera.as_ref().is_some_and(|c| *c != cam.id) {
+        if a.only.camera.as_ref().is_some_and(|c| *c != cam.id) {
             continue;
         }
         for (li, lab) in cam.labels.iter().enumerate() {
-            if a.label.as_ref().is_some_and(|n| *n != lab.name && *n != lab.slug) {
+            if a.only.label.as_ref().is_some_and(|n| *n != lab.name && *n != lab.slug) {
                 continue;
             }
             let ex = l.store.view(&cam.id, &lab.slug);
@@ -223,7 +225,7 @@ fn list(a: ExamplesListArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    for (camera, label, n) in l.store.unclaimed(|c, lab| config_has(&l.config, c, lab)) {
+    for (camera, label, n) in l.store.unclaimed(|c, lab| l.config.has_label(c, lab)) {
         eprintln!("warning: {n} example(s) of camera {camera:?}, label {label:?} belong to no configured label (renamed or removed?): export them with --camera {camera} --label {label}, then import with --label");
     }
     if a.json {
@@ -273,7 +275,7 @@ fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
             .all()
             .any(|(sc, sl, _)| c.is_none_or(|c| c == sc) && n.is_none_or(|n| n == sl || crate::ids::slug(n).as_deref() == Some(sl)))
     };
-    match (&a.camera, &a.label) {
+    match (&a.only.camera, &a.only.label) {
         // examples of a renamed label or a removed camera can still be exported
         (c, n) if (c.is_some() || n.is_some()) && kept(c.as_deref(), n.as_deref()) => {}
         (Some(c), n) => {
@@ -288,9 +290,10 @@ fn export(a: ExamplesExportArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     // a label given by display name matches its slug in the store
-    let slug = a.label.as_deref().map(|n| crate::ids::slug(n).unwrap_or_default());
+    let slug = a.only.label.as_deref().map(|n| crate::ids::slug(n).unwrap_or_default());
     let file = l.store.export(|c, s| {
-        a.camera.as_ref().is_none_or(|want| want == c) && a.label.as_ref().is_none_or(|n| n == s || slug.as_deref() == Some(s))
+        a.only.camera.as_ref().is_none_or(|want| want == c)
+            && a.only.label.as_ref().is_none_or(|n| n == s || slug.as_deref() == Some(s))
     })?;
     file.write(&a.out)?;
     eprintln!("wrote {} example(s) to {}", file.examples.len(), a.out.display());
@@ -308,12 +311,9 @@ fn import(a: ExamplesImportArgs) -> anyhow::Result<ExitCode> {
     };
     let config = l.config.clone();
     let place = |x: &crate::examples::Exported| -> Option<(String, String)> {
-        let cam = match &target_camera {
-            Some(c) => c.clone(),
-            None => config.cameras.iter().find(|c| c.id == x.camera)?.clone(),
-        };
-        let lab = target_label.clone().unwrap_or_else(|| x.label.clone());
-        cam.labels.iter().any(|l| l.slug == lab).then(|| (cam.id.clone(), lab))
+        let cam = target_camera.as_ref().map_or(x.camera.as_str(), |c| c.id.as_str());
+        let lab = target_label.as_deref().unwrap_or(&x.label);
+        config.has_label(cam, lab).then(|| (cam.to_string(), lab.to_string()))
     };
     let placed = file.examples.iter().filter(|x| place(x).is_some()).count();
     if placed == 0 && !file.examples.is_empty() {
@@ -358,9 +358,4 @@ fn reembed(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
     let (done, dropped) = l.store.reembed(&mut f)?;
     eprintln!("recomputed {done} example(s) with the configured model; {dropped} had no stored image and were removed");
     Ok(ExitCode::SUCCESS)
-}
-
-/// The config has a camera `camera` with a label of topic id `label`.
-fn config_has(config: &Config, camera: &str, label: &str) -> bool {
-    config.cameras.iter().any(|c| c.id == camera && c.labels.iter().any(|l| l.slug == label))
 }

@@ -145,37 +145,31 @@ def make_bundle() -> None:
     make_static_bundle()
 
 
-def reexport_bundles() -> None:
-    """tiny, tiny-dyn and tiny-static exported again from the committed tiny-checkpoint: what
-    the exporter writes changed (e.g. the ONNX opset), the weights and so the goldens did not."""
-    out = FIX / "tiny"
+def export_from_checkpoint(out: Path, *args: str) -> None:
+    """export_model.py --from the committed tiny-checkpoint into `out` (replaced), with `args`."""
     if out.exists():
         shutil.rmtree(out)
     cwd = os.getcwd()
     os.chdir(REPO)  # a relative source path keeps the manifest independent of the checkout
     try:
-        rc = em.main(["--from", "tests/fixtures/tiny-checkpoint", "--out", str(out)])
+        rc = em.main(["--from", "tests/fixtures/tiny-checkpoint", *args, "--out", str(out)])
     finally:
         os.chdir(cwd)
     if rc:
         raise SystemExit(rc)
+
+
+def reexport_bundles() -> None:
+    """tiny, tiny-dyn and tiny-static exported again from the committed tiny-checkpoint: what
+    the exporter writes changed (e.g. the ONNX opset), the weights and so the goldens did not."""
+    export_from_checkpoint(FIX / "tiny")
     make_dynamic_bundle()
     make_static_bundle()
 
 
 def make_static_bundle() -> None:
     """The same tiny weights in the static int8 compute form (export_model.py --int8-form static)."""
-    out = FIX / "tiny-static"
-    if out.exists():
-        shutil.rmtree(out)
-    cwd = os.getcwd()
-    os.chdir(REPO)  # a relative source path keeps the manifest independent of the checkout
-    try:
-        rc = em.main(["--from", "tests/fixtures/tiny-checkpoint", "--int8-form", "static", "--out", str(out)])
-    finally:
-        os.chdir(cwd)
-    if rc:
-        raise SystemExit(rc)
+    export_from_checkpoint(FIX / "tiny-static", "--int8-form", "static")
 
 
 def make_dynamic_bundle() -> None:

@@ -87,13 +87,7 @@ fn check_examples_files(config: &Config) -> Result<(), crate::config::ConfigErro
     for (ci, cam) in config.cameras.iter().enumerate() {
         for (li, l) in cam.labels.iter().enumerate() {
             let Some(path) = &l.examples else { continue };
-            let checked = crate::examples::ExportFile::read(path).and_then(|(f, _)| f.examples_for(&l.slug)).map_err(|e| match e {
-                crate::examples::ExampleError::OtherLabels { label, has, .. } => {
-                    crate::examples::ExampleError::OtherLabels { path: path.clone(), label, has }
-                }
-                e => e,
-            });
-            if let Err(e) = checked {
+            if let Err(e) = crate::examples::ExportFile::read(path).and_then(|(f, _)| f.examples_for(path, &l.slug)) {
                 return Err(crate::config::ConfigError::Invalid {
                     path: config.origin.clone(),
                     key: format!("camera[{ci}].label[{li}].examples"),
@@ -356,8 +350,7 @@ fn load_examples(config: &Config, state: Option<StateDir>, engine: &mut Engine, 
     if let Some(e) = store.stale() {
         warn!("{e}");
     }
-    let configured = |c: &str, l: &str| config.cameras.iter().any(|cam| cam.id == c && cam.labels.iter().any(|x| x.slug == l));
-    for (camera, label, n) in store.unclaimed(configured) {
+    for (camera, label, n) in store.unclaimed(|c, l| config.has_label(c, l)) {
         warn!(camera = %camera, label = %label, "{n} marked example(s) belong to no configured label (renamed or removed?): kept; rename the label back, or move them with `siglipd examples export --camera {camera} --label {label}` and `examples import --label …`");
     }
     for (cam, live_cam) in config.cameras.iter().zip(&live.cameras) {

@@ -374,6 +374,11 @@ fn find_camera(s: &AppState, id: &str) -> Result<Arc<LiveCamera>, ApiError> {
     s.api.live.as_ref().and_then(|l| l.camera(id).cloned()).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no camera {id:?}")))
 }
 
+/// Index of a camera's label given by display name or topic id; 404 naming both otherwise.
+fn label_of(cam: &LiveCamera, label: &str) -> Result<usize, ApiError> {
+    cam.label_index(label).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {:?} has no label {label:?}", cam.id)))
+}
+
 async fn camera_state_handler(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<CameraView>, ApiError> {
     let cam = find_camera(&s, &id)?;
     Ok(Json(camera_view(&s, &cam)))
@@ -406,9 +411,7 @@ async fn camera_history_handler(
 ) -> Result<Json<HistoryView>, ApiError> {
     let axum::extract::Query(q) = q.map_err(query_error)?;
     let cam = find_camera(&s, &id)?;
-    let i = cam
-        .label_index(&q.label)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", q.label)))?;
+    let i = label_of(&cam, &q.label)?;
     let since = q.since.filter(|t| t.is_finite()).unwrap_or(f64::NEG_INFINITY);
     let points = cam.history.lock().unwrap()[i].since(since);
     let t = s.api.controls.as_ref().and_then(|c| c.camera(&id)).map(|c| c.thresholds(i));
@@ -438,9 +441,7 @@ async fn threshold_handler(
 ) -> Result<Json<ThresholdView>, ApiError> {
     let Json(t) = t.map_err(json_error)?;
     let cam = find_camera(&s, &id)?;
-    let i = cam
-        .label_index(&t.label)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {id:?} has no label {:?}", t.label)))?;
+    let i = label_of(&cam, &t.label)?;
     if !(0.0..=1.0).contains(&t.on) {
         return Err(bad(format!("on is {}, must be from 0 to 1", t.on)));
     }
@@ -549,10 +550,9 @@ fn upload_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 
 async fn read_multipart(mut mp: Multipart) -> Result<Fields, ApiError> {
     let mut f = Fields { image: None, labels: vec![], template: None, precision: None };
-    let upload_err = upload_error;
-    while let Some(field) = mp.next_field().await.map_err(upload_err)? {
+    while let Some(field) = mp.next_field().await.map_err(upload_error)? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(upload_err)?;
+        let bytes = field.bytes().await.map_err(upload_error)?;
         let text = || String::from_utf8(bytes.to_vec()).map_err(|_| bad(format!("field {name:?} is not UTF-8 text")));
         // `labels` may repeat (Python requests sends a list that way); the others may not
         let once = |slot: bool| {

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::{bad, find_camera, json_error, path_error, query_error, ApiError, AppState, Job, BODY_TIMEOUT};
+use super::{bad, find_camera, json_error, label_of, path_error, query_error, ApiError, AppState, Job, BODY_TIMEOUT};
 use crate::engine::{example_jpeg, Engine};
 use crate::examples::{ExampleError, ExampleStore};
 use crate::live::LiveCamera;
@@ -56,10 +56,6 @@ fn example_error(e: ExampleError) -> ApiError {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(status, e.to_string())
-}
-
-fn label_of(cam: &LiveCamera, label: &str) -> Result<usize, ApiError> {
-    cam.label_index(label).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("camera {:?} has no label {label:?}", cam.id)))
 }
 
 #[derive(Deserialize)]
