@@ -37,6 +37,10 @@ pub struct Measurement {
     /// Multiply-accumulates per image (tract's cost model of the optimized graph).
     pub macs: u64,
     pub peak_rss_mb: f64,
+    /// Resident memory after the timed runs (`VmRSS`, MB): what a running daemon holds; the peak
+    /// above is reached while loading (the ONNX parse holds the weights twice).
+    #[serde(default)]
+    pub rss_mb: f64,
     pub kernels: Vec<String>,
     /// Raw embeddings of the parity probes (the timing input, then `PARITY_PHOTOS`), passed from
     /// the measuring child to the parent, which compares them with fp32's.
@@ -108,10 +112,21 @@ pub fn peak_rss_mb() -> f64 {
     ru.ru_maxrss as f64 / 1024.0 // KiB on Linux
 }
 
+/// Resident memory of this process now, in MB (`VmRSS`; NaN where /proc is missing).
+pub fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_kb(&status, "VmRSS:").map(|kb| kb as f64 / 1024.0).unwrap_or(f64::NAN)
+}
+
 /// `VmHWM` in kB from /proc/<pid>/status text.
 fn vm_hwm_kb(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()
+    status_kb(status, "VmHWM:")
+}
+
+/// The kB figure of one `/proc/<pid>/status` line (`key` with its colon).
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.trim_start_matches(key).trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Sets tract's matrix-multiply executor for this process: `n` threads (1 = none).
@@ -157,6 +172,7 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
     }
     times.sort_by(f64::total_cmp);
     let peak_rss_mb = peak_rss_mb();
+    let rss_mb = rss_mb();
     let probe = parity_probes(&bundle, &mut v, &pixels)?;
     Ok(Measurement {
         precision,
@@ -168,6 +184,7 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
         max_ms: times[times.len() - 1],
         macs: v.macs(),
         peak_rss_mb,
+        rss_mb,
         kernels: v.kernels().into_iter().collect(),
         probe,
         parity_cosine: None,
@@ -299,12 +316,12 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
         s += &format!("int8 form: {form}\n");
     }
     s += &format!("parity: image-embedding cosine vs fp32 on this CPU (probe photos), ≥ {PARITY_MIN_COSINE} to be chosen\n\n");
-    s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  cos vs fp32  kernels\n";
+    s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  RSS MB  cos vs fp32  kernels\n";
     for m in ms {
         let pct =
             peak.as_ref().map(|(g, _)| format!("{:.0} %", 100.0 * m.gflops() / (g * m.threads as f64))).unwrap_or_else(|| "—".into());
         s += &format!(
-            "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0} {:>12}  {}\n",
+            "{:<10} {:>7} {:>8.0} {:>10.1} {:>7.1}–{:<9.1} {:>8.1} {:>10} {:>12.0} {:>7.0} {:>12}  {}\n",
             m.precision.as_str(),
             m.threads,
             m.load_ms,
@@ -314,6 +331,7 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
             m.gflops(),
             pct,
             m.peak_rss_mb,
+            m.rss_mb,
             m.parity_cosine.map(|c| format!("{c:.5}")).unwrap_or_else(|| "—".into()),
             m.kernels.join(",")
         );
@@ -336,6 +354,7 @@ mod tests {
             max_ms: ms,
             macs: 1_000_000_000,
             peak_rss_mb: 0.0,
+            rss_mb: 0.0,
             kernels: vec![],
             probe: vec![],
             parity_cosine: Some(if p == Precision::Fp32 { 1.0 } else { 0.9995 }),
@@ -347,6 +366,7 @@ mod tests {
         assert_eq!(vm_hwm_kb("Name:\tx\nVmPeak:\t  9 kB\nVmHWM:\t  383336 kB\nVmRSS:\t1 kB\n"), Some(383_336));
         assert_eq!(vm_hwm_kb("Name:\tx\n"), None);
         assert!(peak_rss_mb() > 1.0);
+        assert!(rss_mb() > 1.0 && rss_mb() <= peak_rss_mb() + 1.0);
     }
 
     #[test]

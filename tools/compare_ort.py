@@ -158,14 +158,16 @@ def main():
                 compute = form.startswith(("dynamic", "static"))
                 s = time_siglipd(a.siglipd, bundle, precision, t, a.int8_runs if compute and a.int8_runs else a.runs)
                 row.update(tract_ms=s["median_ms"], tract_min_ms=s["min_ms"], tract_max_ms=s["max_ms"],
-                           ratio=s["median_ms"] / o["median_ms"], tract_rss_mb=s["peak_rss_mb"], tract_runs=s["runs"],
+                           ratio=s["median_ms"] / o["median_ms"], tract_rss_mb=s["peak_rss_mb"],
+                           tract_steady_rss_mb=s.get("rss_mb", float("nan")), tract_runs=s["runs"],
                            tract_load_ms=s["load_ms"], kernels=s.get("kernels", []))
             rows.append(row)
             if not a.json:
                 name = label if precision != "int8" else f"int8:{form}"
                 if "ratio" in row:
                     print(f"{name:<34} threads={t}  tract {row['tract_ms']:8.1f} ms ({row['tract_min_ms']:.1f}-"
-                          f"{row['tract_max_ms']:.1f}, RSS {row['tract_rss_mb']:.0f} MB, load {row['tract_load_ms']:.0f} ms)"
+                          f"{row['tract_max_ms']:.1f}, peak RSS {row['tract_rss_mb']:.0f} MB, "
+                          f"RSS {row['tract_steady_rss_mb']:.0f} MB, load {row['tract_load_ms']:.0f} ms)"
                           f"  ORT {row['ort_ms']:8.1f} ms ({row['ort_min_ms']:.1f}-{row['ort_max_ms']:.1f})"
                           f"  tract/ORT = {row['ratio']:.2f}", flush=True)
                 else:
