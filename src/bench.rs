@@ -231,9 +231,9 @@ fn check_parity(model: &Path, ms: &mut [Measurement]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fixed, non-trivial input (a gradient), the same for every configuration and for
-/// `tools/compare_ort.py`.
-fn timing_input(s: usize) -> Vec<f32> {
+/// A fixed, non-trivial input (a `[3, S, S]` gradient, values in [-1, 1]), the same for every
+/// configuration, for `tools/compare_ort.py` and `examples/ab.rs`.
+pub fn timing_input(s: usize) -> Vec<f32> {
     (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect()
 }
 
@@ -315,6 +315,12 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
     if let Some(form) = &bundle.manifest.vision.int8_form {
         s += &format!("int8 form: {form}\n");
     }
+    let shape = &bundle.manifest.vision.graph_shape;
+    s += &if shape.is_empty() {
+        "vision graph: as written by its exporter (not shaped for tract)\n".to_string()
+    } else {
+        format!("vision graph shaped for tract: {}\n", shape.join(", "))
+    };
     s += &format!("parity: image-embedding cosine vs fp32 on this CPU (probe photos), ≥ {PARITY_MIN_COSINE} to be chosen\n\n");
     s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  RSS MB  cos vs fp32  kernels\n";
     for m in ms {

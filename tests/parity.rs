@@ -372,3 +372,16 @@ fn the_gelu_is_one_fused_op_per_mlp() {
     assert_eq!(gelu, 3, "fused GELU nodes in {ops:?}");
     assert!(!ops.keys().any(|op| op.to_ascii_lowercase().contains("tanh")), "a decomposed tanh GELU is left in {ops:?}");
 }
+
+/// The exporter's graph shape for tract (`shape_vision_for_tract`): the patch embedding runs as
+/// one matmul (no convolution left in the plan) and each MLP Linear as column blocks joined by a
+/// Concat (docs/profile-int8.md, "Graph shape"); the goldens above check that nothing changed.
+#[test]
+fn the_vision_plan_has_the_shape_the_exporter_gave_it() {
+    let b = Bundle::open(&fixtures().join("tiny")).unwrap();
+    assert_eq!(b.manifest.vision.graph_shape, ["patch-embedding-matmul", "mlp-split-2"]);
+    let ops = VisionEncoder::load(&b, Precision::Fp32).unwrap().op_counts();
+    assert!(!ops.keys().any(|op| op.contains("Conv") || op.contains("Im2col")), "a convolution is left in {ops:?}");
+    // fc1 and fc2 of 2 encoder layers and of the pooling head
+    assert_eq!(ops.get("Concat"), Some(&6), "column blocks joined in {ops:?}");
+}

@@ -302,6 +302,149 @@ def quantize_weights_int8(model_proto):
     return stats
 
 
+def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int) -> list[str]:
+    """Rewrites the exported vision graph, exactly, into the shape tract runs fastest; returns the
+    names of the rewrites applied (written to the manifest as `vision.graph_shape`).
+
+    Both were measured per op and end to end against the graph torch writes (docs/profile-int8.md,
+    "Graph shape"); each leaves onnxruntime's output bit-identical on the base-size bundle:
+
+    - `patch-embedding-matmul`: the stride-16 `Conv` of the patch embedding becomes
+      Reshape → Transpose → Reshape into `[batch, patches, 3·16·16]` and one MatMul. torch's
+      Conv → flatten → transpose(1, 2) made tract carry the whole residual stream channel-major
+      (`[768, 196]`), so every LayerNorm reduced along a strided axis (`RmsNorm` + `Sub`, 5 % of
+      the image) and matmul results were stored strided.
+    - `mlp-split-N`: a Linear whose weight holds more than `hidden_size²` values (the MLP's fc1
+      and fc2, 4× an attention projection) is cut into N column blocks, N the smallest divisor of
+      its output width that brings each block to at most `hidden_size²`, and the block results
+      concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
+      768×3072 MLP weights at ≈ 17: the weight no longer stays in cache across the activation
+      panels (per-node profile).
+    """
+    graph = model_proto.graph
+    applied = []
+    # split first: the patch embedding's MatMul (3·p² inputs) is not a Linear to cut
+    parts = _split_wide_linears(graph, hidden_size * hidden_size)
+    if _patch_embedding_as_matmul(graph, image_size):
+        applied.append("patch-embedding-matmul")
+    if parts:
+        applied.append(f"mlp-split-{max(parts)}")
+    _prune_unused(graph)
+    return applied
+
+
+def _patch_embedding_as_matmul(graph, image_size: int) -> bool:
+    """`Conv(kernel = stride = p, no padding)` → `Reshape(B, C·H·W/p²)` → `Transpose(0, 2, 1)`
+    replaced by patchify + MatMul + Add (the same sums; see shape_vision_for_tract)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    if len(convs) != 1 or len(convs[0].input) != 3 or convs[0].input[1] not in inits or convs[0].input[2] not in inits:
+        return False
+    conv = convs[0]
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    w = numpy_helper.to_array(inits[conv.input[1]])
+    out_ch, ch, kh, kw = w.shape
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    if (list(attrs.get("strides", [])) != [kh, kw] or any(pads) or attrs.get("group", 1) != 1
+            or any(d != 1 for d in attrs.get("dilations", [1, 1])) or image_size % kh or image_size % kw):
+        return False
+    # torch also reads the Conv's shape (Shape → … → the Reshape's target): pruned afterwards
+    users = [n for n in graph.node if conv.output[0] in n.input and n.op_type != "Shape"]
+    if len(users) != 1 or users[0].op_type != "Reshape":
+        return False
+    reshape = users[0]
+    users = [n for n in graph.node if reshape.output[0] in n.input]
+    if len(users) != 1 or users[0].op_type != "Transpose":
+        return False
+    transpose = users[0]
+    if list(helper.get_attribute_value(next(a for a in transpose.attribute if a.name == "perm"))) != [0, 2, 1]:
+        return False
+    gh, gw = image_size // kh, image_size // kw
+    base = conv.name.rsplit("/", 1)[0] + "/patchify"
+    graph.initializer.extend([
+        numpy_helper.from_array(np.ascontiguousarray(w.reshape(out_ch, ch * kh * kw).T), base + ".weight"),
+        numpy_helper.from_array(np.array([-1, ch, gh, kh, gw, kw], np.int64), base + ".grid_shape"),
+        numpy_helper.from_array(np.array([-1, gh * gw, ch * kh * kw], np.int64), base + ".patches_shape"),
+    ])
+    new = [
+        helper.make_node("Reshape", [conv.input[0], base + ".grid_shape"], [base + ".grid"], name=base + "/Reshape"),
+        # [B, C, gh, p, gw, p] → [B, gh, gw, C, p, p]: a patch's values in the Conv weight's (C, kh, kw) order
+        helper.make_node("Transpose", [base + ".grid"], [base + ".by_patch"], perm=[0, 2, 4, 1, 3, 5], name=base + "/Transpose"),
+        helper.make_node("Reshape", [base + ".by_patch", base + ".patches_shape"], [base + ".patches"], name=base + "/Reshape_1"),
+        helper.make_node("MatMul", [base + ".patches", base + ".weight"], [base + ".matmul"], name=base + "/MatMul"),
+        helper.make_node("Add", [base + ".matmul", conv.input[2]], [transpose.output[0]], name=base + "/Add"),
+    ]
+    _replace_nodes(graph, [conv, reshape, transpose], new)
+    return True
+
+
+def _split_wide_linears(graph, max_values: int) -> list[int]:
+    """Splits each `MatMul(x, W[in, out])` with `in·out > max_values` into column blocks + Concat;
+    returns the block counts used (see shape_vision_for_tract)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in graph.initializer}
+    used_by = {}
+    for n in graph.node:
+        for i in n.input:
+            used_by[i] = used_by.get(i, 0) + 1
+    counts = []
+    for node in [n for n in graph.node if n.op_type == "MatMul"]:
+        if node.input[1] not in inits or node.input[0] in inits or used_by.get(node.input[1]) != 1:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if w.ndim != 2 or w.size <= max_values:
+            continue
+        cols = w.shape[1]
+        parts = next((d for d in range(2, cols + 1) if cols % d == 0 and w.size // d <= max_values), None)
+        if parts is None:
+            continue
+        width = cols // parts
+        new, outs = [], []
+        for p in range(parts):
+            name = f"{node.input[1]}.block{p}"
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[:, p * width:(p + 1) * width]), name))
+            outs.append(f"{node.output[0]}.block{p}")
+            new.append(helper.make_node("MatMul", [node.input[0], name], [outs[-1]], name=f"{node.name}_block{p}"))
+        new.append(helper.make_node("Concat", outs, [node.output[0]], axis=-1, name=f"{node.name}_concat"))
+        _replace_nodes(graph, [node], new)
+        counts.append(parts)
+    return counts
+
+
+def _replace_nodes(graph, old: list, new: list) -> None:
+    """Puts `new` where the earliest of `old` was (topological order kept: `new` reads only what
+    that node could read, or initializers) and drops `old`."""
+    nodes = list(graph.node)
+    # by value: protobuf copies the nodes on every extend, so earlier handles are not these objects
+    drop = {nodes.index(n) for n in old}
+    first = min(drop)
+    kept = [n for i, n in enumerate(nodes) if i not in drop]
+    at = sum(1 for i in range(first) if i not in drop)
+    del graph.node[:]
+    graph.node.extend(kept[:at] + new + kept[at:])
+
+
+def _prune_unused(graph) -> None:
+    """Drops nodes whose outputs nobody reads and initializers no node reads."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 FORM_NAMES = {"weight-only": "weight-only-qdq-per-channel", "dynamic": "dynamic-int8", "static": "static-int8-compute"}
 # what each --int8-form is for: a *memory* form shrinks files and RAM but computes in fp32 in
 # tract; a *compute* form runs the weight matmuls on tract's integer kernels
@@ -808,6 +951,10 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
                               dynamic_axes={inp: {0: "batch"}, outp: {0: "batch"}},
                               opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(fp32))
+        if name == "vision":
+            graph_shape = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size)
+            log(f"{fp32.name}: shaped for tract: {', '.join(graph_shape) or 'nothing matched'}")
+            onnx.save(m, str(fp32))
         onnx.checker.check_model(m)
         sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
         got = sess.run(None, {inp: ref[0]})[0]
@@ -886,6 +1033,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         "logit_scale": float(model.logit_scale.item()),
         "logit_bias": float(model.logit_bias.item()),
         "vision": {"input": "pixel_values", "output": "image_embeds", "files": files["vision"], "int8_form": FORM_NAMES[int8_form],
+                   "graph_shape": graph_shape,
                    **({"int8_static": results["vision"]["static"]} if int8_form == "static" else {})},
         "text": {"input": "input_ids", "output": "text_embeds", "files": files["text"]},
         "tokenizer": "tokenizer.json",

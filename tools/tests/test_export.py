@@ -125,6 +125,47 @@ def test_onnx_matches_torch(exported, tiny_checkpoint):
         assert em.cosine_rows(t8.astype(np.float64), ref_t.astype(np.float64)).min() >= 0.99
 
 
+def test_vision_graph_shaped_for_tract(exported):
+    """The patch embedding is a MatMul (no Conv), each MLP Linear is cut into column blocks of at
+    most hidden² weights, and the manifest says so; test_onnx_matches_torch checks the result."""
+    import onnx
+
+    out, _ = exported
+    man = json.loads((out / "siglip.json").read_text())
+    assert man["vision"]["graph_shape"] == ["patch-embedding-matmul", "mlp-split-2"]
+    m = onnx.load(str(out / "vision_fp32.onnx"))
+    ops = [n.op_type for n in m.graph.node]
+    assert "Conv" not in ops
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    linear = [inits[n.input[1]] for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    patch = [w for w in linear if w.shape == (3 * 32 * 32, 24)]
+    assert len(patch) == 1, "the patch embedding MatMul [3·32·32, 24]"
+    assert max(w.size for w in linear if w.shape[0] != 3 * 32 * 32) <= 24 * 24
+    # fc1 and fc2 of the one encoder layer and of the pooling head: two blocks each
+    concats = [n for n in m.graph.node if n.op_type == "Concat" and n.name.endswith("_concat")]
+    assert len(concats) == 4 and all(len(n.input) == 2 for n in concats)
+
+
+def test_shaping_leaves_other_graphs_alone():
+    """A Conv that is not a patch embedding (padding) and small Linears are not rewritten."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 3, 2, 2), np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(4, np.float32), "b")
+    lin = numpy_helper.from_array(np.ones((4, 4), np.float32), "lin")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1]),
+         helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+         helper.make_node("MatMul", ["t", "lin"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w, b, lin])
+    m = helper.make_model(g)
+    before = m.SerializeToString()
+    assert em.shape_vision_for_tract(m, 8, 4) == []
+    assert m.SerializeToString() == before
+
+
 def test_int8_graph_form(exported):
     import onnx
 
