@@ -315,12 +315,13 @@ pub fn render(bundle: &Bundle, ms: &[Measurement]) -> String {
     if let Some(form) = &bundle.manifest.vision.int8_form {
         s += &format!("int8 form: {form}\n");
     }
-    let shape = &bundle.manifest.vision.graph_shape;
-    s += &if shape.is_empty() {
-        "vision graph: as written by its exporter (not shaped for tract)\n".to_string()
-    } else {
-        format!("vision graph shaped for tract: {}\n", shape.join(", "))
-    };
+    for (precision, shape) in &bundle.manifest.vision.graph_shape {
+        let shape = if shape.is_empty() { "as exported".to_string() } else { shape.join(", ") };
+        s += &format!("vision {precision} graph shaped for tract: {shape}\n");
+    }
+    if bundle.manifest.vision.graph_shape.is_empty() {
+        s += "vision graph: as written by its exporter (not shaped for tract)\n";
+    }
     s += &format!("parity: image-embedding cosine vs fp32 on this CPU (probe photos), ≥ {PARITY_MIN_COSINE} to be chosen\n\n");
     s += "precision  threads  load ms  median ms  min–max ms        GFLOP/s  % of peak  peak RSS MB  RSS MB  cos vs fp32  kernels\n";
     for m in ms {

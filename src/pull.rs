@@ -314,7 +314,7 @@ fn build_manifest(
         }
         // transformers.js "quantized" = onnxruntime quantize_dynamic: MatMulInteger with
         // int8 activations; tract runs it with its int8 kernels (dot-product ones on ARMv8.2+)
-        Ok(Some(TowerSpec { input, output, files, int8_form: Some("dynamic-int8".into()), graph_shape: vec![] }))
+        Ok(Some(TowerSpec { input, output, files, int8_form: Some("dynamic-int8".into()), graph_shape: BTreeMap::new() }))
     };
     let vision = tower("vision", &["image_embeds", "pooler_output"])?.context("no vision tower downloaded")?;
     let text = tower("text", &["text_embeds", "pooler_output"])?;

@@ -302,9 +302,9 @@ def quantize_weights_int8(model_proto):
     return stats
 
 
-def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int) -> list[str]:
+def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int, split_linears: bool = True) -> list[str]:
     """Rewrites the exported vision graph, exactly, into the shape tract runs fastest; returns the
-    names of the rewrites applied (written to the manifest as `vision.graph_shape`).
+    names of the rewrites applied (written to the manifest as `vision.graph_shape.<precision>`).
 
     Both were measured per op and end to end against the graph torch writes (docs/profile-int8.md,
     "Graph shape"); each leaves onnxruntime's output bit-identical on the base-size bundle:
@@ -319,12 +319,14 @@ def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int) -> li
       its output width that brings each block to at most `hidden_size²`, and the block results
       concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
       768×3072 MLP weights at ≈ 17: the weight no longer stays in cache across the activation
-      panels (per-node profile).
+      panels (per-node profile). Not for the weight-only memory form (`split_linears=False`):
+      blocks under tract's 4 MiB const-fold budget are dequantized to fp32 at load, which gave
+      that form fp32's speed and fp32's RAM.
     """
     graph = model_proto.graph
     applied = []
     # split first: the patch embedding's MatMul (3·p² inputs) is not a Linear to cut
-    parts = _split_wide_linears(graph, hidden_size * hidden_size)
+    parts = _split_wide_linears(graph, hidden_size * hidden_size) if split_linears else []
     if _patch_embedding_as_matmul(graph, image_size):
         applied.append("patch-embedding-matmul")
     if parts:
@@ -938,6 +940,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         }
 
     files: dict[str, str] = {}
+    graph_shape: dict[str, list[str]] = {}  # vision precision → shape_vision_for_tract's rewrites
     results = {}
     for name, wrapper, inp, outp, dummy, ref in [
         ("vision", Vision(model), "pixel_values", "image_embeds", pixels[:2], (pixels.numpy(), ref_img)),
@@ -951,9 +954,12 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
                               dynamic_axes={inp: {0: "batch"}, outp: {0: "batch"}},
                               opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(fp32))
+        as_written = None
         if name == "vision":
-            graph_shape = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size)
-            log(f"{fp32.name}: shaped for tract: {', '.join(graph_shape) or 'nothing matched'}")
+            as_written = onnx.ModelProto()
+            as_written.CopyFrom(m)
+            graph_shape["fp32"] = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size)
+            log(f"{fp32.name}: shaped for tract: {', '.join(graph_shape['fp32']) or 'nothing matched'}")
             onnx.save(m, str(fp32))
         onnx.checker.check_model(m)
         sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
@@ -966,11 +972,21 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         int8 = out / f"{name}_int8.onnx"
         if int8_form == "dynamic":
             stats = quantize_dynamic_int8(fp32, int8)
+            if name == "vision":
+                graph_shape["int8"] = graph_shape["fp32"]
         elif int8_form == "static":
             calib, check = static_inputs[name]
             ref_check = np.concatenate([sess.run(None, {inp: b})[0] for b in check])
             stats = quantize_static_int8(fp32, int8, inp, calib, check, ref_check, STATIC_MIN_COSINE)
+            if name == "vision":
+                graph_shape["int8"] = graph_shape["fp32"]
         else:
+            if as_written is not None:
+                # the memory form keeps each MLP weight whole: above tract's const-fold budget it
+                # stays int8 in RAM (see shape_vision_for_tract)
+                m = as_written
+                graph_shape["int8"] = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size,
+                                                             split_linears=False)
             stats = quantize_weights_int8(m)
             onnx.checker.check_model(m)
             onnx.save(m, str(int8))

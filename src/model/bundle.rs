@@ -103,11 +103,11 @@ pub struct TowerSpec {
     pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub int8_form: Option<String>,
-    /// How `tools/export_model.py` reshaped the graph for tract (`patch-embedding-matmul`,
-    /// `mlp-split-N`; see its `shape_vision_for_tract`); empty for other exporters' files, which
-    /// run as written.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub graph_shape: Vec<String>,
+    /// Per precision (`fp32`, `int8`), how `tools/export_model.py` reshaped that file's graph for
+    /// tract (`patch-embedding-matmul`, `mlp-split-N`; see its `shape_vision_for_tract`); empty
+    /// for other exporters' files, which run as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub graph_shape: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -132,7 +132,10 @@ def test_vision_graph_shaped_for_tract(exported):
 
     out, _ = exported
     man = json.loads((out / "siglip.json").read_text())
-    assert man["vision"]["graph_shape"] == ["patch-embedding-matmul", "mlp-split-2"]
+    assert man["vision"]["graph_shape"] == {"fp32": ["patch-embedding-matmul", "mlp-split-2"],
+                                             "int8": ["patch-embedding-matmul"]}
+    i8 = onnx.load(str(out / "vision_int8.onnx"))
+    assert not [n for n in i8.graph.node if n.op_type == "Concat" and n.name.endswith("_concat")]
     m = onnx.load(str(out / "vision_fp32.onnx"))
     ops = [n.op_type for n in m.graph.node]
     assert "Conv" not in ops
