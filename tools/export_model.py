@@ -758,6 +758,28 @@ def train_tokenizer(workdir: Path) -> Path:
     return path
 
 
+def give_trained_like_affines(model) -> None:
+    """LayerNorm scales ~ 1 + N(0, 0.1), LayerNorm shifts and every Linear/Conv bias ~ N(0, 0.02)
+    (in place, from torch's current seed).
+
+    transformers initializes them to exactly 1 and 0; a trained SigLIP has neither. With the
+    initial values every LayerNorm affine and bias is a no-op that tract's optimizer drops, so the
+    random bundles would time a cheaper graph than the real one, and parity would never exercise
+    the bias paths of the exported graph (e.g. the patch embedding's bias after
+    shape_vision_for_tract)."""
+    import torch
+
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.weight.add_(0.1 * torch.randn_like(mod.weight))
+                mod.bias.copy_(0.02 * torch.randn_like(mod.bias))
+            elif isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) and mod.bias is not None:
+                mod.bias.copy_(0.02 * torch.randn_like(mod.bias))
+            elif isinstance(mod, torch.nn.MultiheadAttention):
+                mod.in_proj_bias.copy_(0.02 * torch.randn_like(mod.in_proj_bias))
+
+
 def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path) -> None:
     import numpy as np
     import torch
@@ -782,6 +804,7 @@ def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path) -> None:
     config = SiglipConfig(text_config=text, vision_config=vision)
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()
+    give_trained_like_affines(model)
 
     # calibrate logit_scale / logit_bias (see module docstring)
     from PIL import Image
@@ -864,7 +887,7 @@ def image_processor_config(ckpt: Path) -> dict:
     return cfg
 
 
-def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-only") -> dict:
+def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-only", graph_shape_for: str = "tract") -> dict:
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -955,7 +978,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
                               opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(fp32))
         as_written = None
-        if name == "vision":
+        if name == "vision" and graph_shape_for == "tract":
             as_written = onnx.ModelProto()
             as_written.CopyFrom(m)
             graph_shape["fp32"] = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size)
@@ -972,13 +995,13 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
         int8 = out / f"{name}_int8.onnx"
         if int8_form == "dynamic":
             stats = quantize_dynamic_int8(fp32, int8)
-            if name == "vision":
+            if as_written is not None:
                 graph_shape["int8"] = graph_shape["fp32"]
         elif int8_form == "static":
             calib, check = static_inputs[name]
             ref_check = np.concatenate([sess.run(None, {inp: b})[0] for b in check])
             stats = quantize_static_int8(fp32, int8, inp, calib, check, ref_check, STATIC_MIN_COSINE)
-            if name == "vision":
+            if as_written is not None:
                 graph_shape["int8"] = graph_shape["fp32"]
         else:
             if as_written is not None:
@@ -1081,6 +1104,10 @@ def main(argv=None) -> int:
                          "activation quantization, zero-point sums cost more than the integer matmuls save; "
                          "static (compute form): MatMulInteger without zero points, activation scales calibrated "
                          "on the sample photos, bare integer matmuls in tract, gated on cosine >= 0.999 vs fp32")
+    ap.add_argument("--graph-shape", choices=["tract", "none"], default="tract",
+                    help="tract (default): the vision graph rewritten, exactly, into the shape tract runs fastest "
+                         "(patch embedding as a MatMul, MLP weights in column blocks; see shape_vision_for_tract); "
+                         "none: as torch writes it, for A/B timing")
     args = ap.parse_args(argv)
     if args.checkpoint_out and not args.random:
         ap.error("--checkpoint-out only makes sense with --random")
@@ -1101,15 +1128,17 @@ def main(argv=None) -> int:
                 if ckpt.exists():
                     shutil.rmtree(ckpt)
                 make_random_checkpoint(args.random, args.seed, ckpt)
-                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form)
+                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form,
+                              args.graph_shape)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     make_random_checkpoint(args.random, args.seed, Path(tmp))
-                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form)
+                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form,
+                                  args.graph_shape)
         else:
             ckpt = resolve_source(args.src)
             check_checkpoint(ckpt)
-            export_bundle(ckpt, Path(args.out), args.src, args.int8_form)
+            export_bundle(ckpt, Path(args.out), args.src, args.int8_form, args.graph_shape)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -39,8 +39,7 @@ def ort_run(path: Path, name: str, x):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def build_tiny_checkpoint(tmp_path_factory, trained_like: bool):
     """A tiny random SigLIP checkpoint built independently of export_model's --random path
     (different seed, logit scale/bias set by hand), save_pretrained into a tmp dir."""
     import torch
@@ -59,11 +58,27 @@ def tiny_checkpoint(tmp_path_factory):
     )
     torch.manual_seed(123)
     model = SiglipModel(cfg).eval()
+    if trained_like:
+        em.give_trained_like_affines(model)
     with torch.no_grad():
         model.logit_scale.fill_(2.5)
         model.logit_bias.fill_(-1.25)
     model.save_pretrained(str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """Non-zero biases and LayerNorm affines: the graph rewrites must carry them."""
+    return build_tiny_checkpoint(tmp_path_factory, trained_like=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint_init(tmp_path_factory):
+    """transformers' initial values (zero biases, unit LayerNorm): this 1-layer, 24-wide model
+    with trained-like affines loses the static form's parity gate on every matmul, so the
+    static test needs this one to have integer matmuls left to check."""
+    return build_tiny_checkpoint(tmp_path_factory, trained_like=False)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +162,31 @@ def test_vision_graph_shaped_for_tract(exported):
     # fc1 and fc2 of the one encoder layer and of the pooling head: two blocks each
     concats = [n for n in m.graph.node if n.op_type == "Concat" and n.name.endswith("_concat")]
     assert len(concats) == 4 and all(len(n.input) == 2 for n in concats)
+
+
+def test_random_checkpoints_have_trained_like_affines(tmp_path):
+    """`--random` checkpoints leave no LayerNorm affine or bias at its no-op initial value
+    (tract would drop it, timing a cheaper graph than a trained model's)."""
+    from safetensors.numpy import load_file
+
+    em.make_random_checkpoint("tiny", 7, tmp_path)
+    w = load_file(str(tmp_path / "model.safetensors"))
+    for name, t in w.items():
+        if name.endswith(".bias") or name.endswith("in_proj_bias"):
+            assert np.abs(t).max() > 0, f"{name} is all zero"
+        if "norm" in name and name.endswith(".weight"):
+            assert np.abs(t - 1).max() > 0, f"{name} is all one"
+
+
+def test_untouched_graph_shape_option(tiny_checkpoint, tmp_path):
+    """--graph-shape none writes the graph as torch does (for A/B timing): a Conv, no blocks."""
+    import onnx
+
+    r = run_export("--from", str(tiny_checkpoint), "--out", str(tmp_path / "b"), "--graph-shape", "none")
+    assert r.returncode == 0, r.stdout + r.stderr
+    man = json.loads((tmp_path / "b" / "siglip.json").read_text())
+    assert "graph_shape" not in man["vision"] or man["vision"]["graph_shape"] == {}
+    assert "Conv" in [n.op_type for n in onnx.load(str(tmp_path / "b" / "vision_fp32.onnx")).graph.node]
 
 
 def test_shaping_leaves_other_graphs_alone():
@@ -347,9 +387,10 @@ def check_static_graph(path: Path):
     return len(mmi)
 
 
-def test_static_int8_form(tiny_checkpoint, tmp_path):
+def test_static_int8_form(tiny_checkpoint_init, tmp_path):
     import onnxruntime as ort
 
+    tiny_checkpoint = tiny_checkpoint_init
     r = run_export("--from", str(tiny_checkpoint), "--int8-form", "static", "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     man = json.loads((tmp_path / "siglip.json").read_text())
