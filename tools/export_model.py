@@ -318,8 +318,9 @@ def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int, split
       and fc2, 4× an attention projection) is cut into N column blocks, N the smallest divisor of
       its output width that brings each block to at most `hidden_size²`, and the block results
       concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
-      768×3072 MLP weights at ≈ 17: the weight no longer stays in cache across the activation
-      panels (per-node profile). Not for the weight-only memory form (`split_linears=False`):
+      768×3072 MLP weights at ≈ 17 (per-node profile, Zen 3). The 9.4 MB weight is swept once
+      per activation panel; likely it outgrows what the core keeps close (Zen 3's L2 TLB maps
+      8 MiB in 4-KiB pages), not isolated further. Blocks of hidden² are the size measured fast. Not for the weight-only memory form (`split_linears=False`):
       blocks under tract's 4 MiB const-fold budget are dequantized to fp32 at load, which gave
       that form fp32's speed and fp32's RAM.
     """

@@ -1,0 +1,71 @@
+//! Where loading a vision tower spends time and memory, and what tract's NNEF format would
+//! save as a cache of the prepared graph (the measurement behind "Optimized-model cache" in
+//! `docs/profile-int8.md`).
+//!
+//! ```text
+//! cargo run --example load_stages -- onnx <vision.onnx> [cache.nnef.tar]   # parse → declutter (→ write NNEF) → optimize
+//! cargo run --example load_stages -- nnef <cache.nnef.tar>                 # read NNEF → declutter → optimize
+//! ```
+//!
+//! Prints each stage's time with `VmHWM` (peak) and `VmRSS` (now), then one run. The input is
+//! `[1, 3, 224, 224]`. `MALLOC_TRIM=1` returns freed heap pages after optimizing (as
+//! `VisionEncoder::load` does).
+use std::time::Instant;
+
+use tract_onnx::prelude::*;
+use tract_transformers::WithTractTransformers;
+
+fn memory() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(mode), Some(path)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("usage: load_stages onnx <vision.onnx> [cache.nnef.tar] | nnef <cache.nnef.tar>");
+    };
+    let nnef = tract_nnef::nnef().with_tract_transformers().with_tract_resource();
+    let started = Instant::now();
+    let stage = |name: &str, t: Instant| println!("{name:<10} {:>7.0} ms  {}", t.elapsed().as_secs_f64() * 1e3, memory());
+    let model = if mode == "onnx" {
+        let t = Instant::now();
+        let m = tract_onnx::onnx().model_for_path(path)?;
+        stage("parse", t);
+        let t = Instant::now();
+        let m = m.with_input_fact(0, f32::fact([1, 3, 224, 224]).into())?.into_typed()?.into_decluttered()?;
+        stage("declutter", t);
+        if let Some(cache) = args.get(2) {
+            let t = Instant::now();
+            nnef.write_to_tar(&m, std::io::BufWriter::new(std::fs::File::create(cache)?))?;
+            stage("write nnef", t);
+        }
+        m
+    } else {
+        let t = Instant::now();
+        let m = nnef.model_for_path(path)?;
+        stage("read nnef", t);
+        // the graph read back carries casts and axis moves around every constant
+        let t = Instant::now();
+        let m = m.into_decluttered()?;
+        stage("declutter", t);
+        m
+    };
+    let t = Instant::now();
+    let plan = model.into_optimized()?.into_runnable()?;
+    if std::env::var_os("MALLOC_TRIM").is_some() {
+        // SAFETY: only walks the allocator's own free lists
+        unsafe { libc::malloc_trim(0) };
+    }
+    stage("optimize", t);
+    println!("load total {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    let t = Instant::now();
+    plan.run(tvec!(Tensor::zero::<f32>(&[1, 3, 224, 224])?.into()))?;
+    stage("one run", t);
+    Ok(())
+}
