@@ -766,8 +766,10 @@ test('live view of `siglipd run` shows the camera, its frame and its scores', { 
       await card.locator('details.hist > summary').click();
       await card.locator('details.hist select').selectOption('rocket');
       await page.waitForFunction(() => {
+        // the chart of the label just picked: until it is drawn, the previous label's is shown
         const s = document.querySelector('article.cam[data-id="porch"] svg.chart');
-        return s && Number(s.dataset.points) >= 2 && s.querySelectorAll('polyline.sm').length === 1;
+        return s && (s.getAttribute('aria-label') ?? '').startsWith('rocket:') && Number(s.dataset.points) >= 2
+          && s.querySelectorAll('polyline.sm').length === 1;
       });
       const chart = card.locator('svg.chart');
       assert.equal(await chart.locator('line.thr').count(), 2, 'on and off threshold lines');
