@@ -21,6 +21,9 @@ fn main() -> anyhow::Result<()> {
         args.get(i).map(|s| s.parse().with_context(|| format!("argument {i}: {s:?}"))).unwrap_or(Ok(default))
     };
     let (threads, pairs) = (num(2, 1)?, num(3, 10)?);
+    if threads == 0 || pairs == 0 {
+        bail!("threads and pairs must be at least 1");
+    }
     let precision = match PrecisionChoice::from_str(args.get(4).map(String::as_str).unwrap_or("fp32")).map_err(anyhow::Error::msg)? {
         PrecisionChoice::Fixed(p) => p,
         PrecisionChoice::Auto => bail!("name a precision, not auto"),
@@ -36,7 +39,12 @@ fn main() -> anyhow::Result<()> {
     let (mut b, pb) = load(&args[1])?;
     let ea = a.embed(&pa)?;
     let eb = b.embed(&pb)?;
-    let cos: f32 = ea.iter().zip(&eb).map(|(x, y)| x * y).sum();
+    // only bundles of one architecture embed the same input comparably
+    let cos = if pa.len() == pb.len() && ea.len() == eb.len() {
+        format!("{:.6}", ea.iter().zip(&eb).map(|(x, y)| x * y).sum::<f32>())
+    } else {
+        "n/a (different image or embedding sizes)".to_string()
+    };
     let (mut ta, mut tb, mut ratios) = (vec![], vec![], vec![]);
     for _ in 0..pairs {
         let t = Instant::now();
@@ -51,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        siglipd::bench::median(v)
     };
     println!(
         "cpu: {}; {threads} thread(s), {pairs} pairs; A {:.1} ms, B {:.1} ms (medians); A/B median {:.3} (min {:.3}, max {:.3}); embedding cosine A·B {cos:.6}",

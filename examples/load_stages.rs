@@ -3,13 +3,13 @@
 //! `docs/profile-int8.md`).
 //!
 //! ```text
-//! cargo run --example load_stages -- onnx <vision.onnx> [cache.nnef.tar]   # parse → declutter (→ write NNEF) → optimize
-//! cargo run --example load_stages -- nnef <cache.nnef.tar>                 # read NNEF → declutter → optimize
+//! cargo run --example load_stages -- onnx <bundle dir> [cache.nnef.tar]   # parse → declutter (→ write NNEF) → optimize
+//! cargo run --example load_stages -- nnef <cache.nnef.tar> <image size>    # read NNEF → declutter → optimize
 //! ```
 //!
-//! Prints each stage's time with `VmHWM` (peak) and `VmRSS` (now), then one run. The input is
-//! `[1, 3, 224, 224]`. `MALLOC_TRIM=1` returns freed heap pages after optimizing (as
-//! `VisionEncoder::load` does).
+//! Prints each stage's time with `VmHWM` (peak) and `VmRSS` (now), then one run on a
+//! `[1, 3, S, S]` input (S from the bundle's manifest). `MALLOC_TRIM=1` returns freed heap pages
+//! after optimizing (as `VisionEncoder::load` does).
 use std::time::Instant;
 
 use tract_onnx::prelude::*;
@@ -27,18 +27,29 @@ fn memory() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: load_stages onnx <bundle dir> [cache.nnef.tar] | nnef <cache.nnef.tar> <image size>";
     let (Some(mode), Some(path)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: load_stages onnx <vision.onnx> [cache.nnef.tar] | nnef <cache.nnef.tar>");
+        anyhow::bail!(usage);
     };
+    let (file, size) = match mode.as_str() {
+        "onnx" => {
+            let bundle = siglipd::model::Bundle::open(std::path::Path::new(path))?;
+            let file = bundle.model_file(siglipd::model::Tower::Vision, siglipd::model::Precision::Fp32)?;
+            (file, bundle.manifest.image_size as usize)
+        }
+        "nnef" => (path.into(), args.get(2).ok_or_else(|| anyhow::anyhow!(usage))?.parse()?),
+        _ => anyhow::bail!(usage),
+    };
+    let shape = [1, 3, size, size];
     let nnef = tract_nnef::nnef().with_tract_transformers().with_tract_resource();
     let started = Instant::now();
     let stage = |name: &str, t: Instant| println!("{name:<10} {:>7.0} ms  {}", t.elapsed().as_secs_f64() * 1e3, memory());
     let model = if mode == "onnx" {
         let t = Instant::now();
-        let m = tract_onnx::onnx().model_for_path(path)?;
+        let m = tract_onnx::onnx().model_for_path(&file)?;
         stage("parse", t);
         let t = Instant::now();
-        let m = m.with_input_fact(0, f32::fact([1, 3, 224, 224]).into())?.into_typed()?.into_decluttered()?;
+        let m = m.with_input_fact(0, f32::fact(shape).into())?.into_typed()?.into_decluttered()?;
         stage("declutter", t);
         if let Some(cache) = args.get(2) {
             let t = Instant::now();
@@ -48,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         m
     } else {
         let t = Instant::now();
-        let m = nnef.model_for_path(path)?;
+        let m = nnef.model_for_path(&file)?;
         stage("read nnef", t);
         // the graph read back carries casts and axis moves around every constant
         let t = Instant::now();
@@ -65,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     stage("optimize", t);
     println!("load total {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let t = Instant::now();
-    plan.run(tvec!(Tensor::zero::<f32>(&[1, 3, 224, 224])?.into()))?;
+    plan.run(tvec!(Tensor::zero::<f32>(&shape)?.into()))?;
     stage("one run", t);
     Ok(())
 }

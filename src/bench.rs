@@ -112,6 +112,16 @@ pub fn peak_rss_mb() -> f64 {
     ru.ru_maxrss as f64 / 1024.0 // KiB on Linux
 }
 
+/// The median of sorted values (the mean of the two middle ones for an even count).
+pub fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
 /// Resident memory of this process now, in MB (`VmRSS`; NaN where /proc is missing).
 pub fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -179,7 +189,7 @@ pub fn measure_one(model: &Path, precision: Precision, threads: usize, runs: usi
         threads,
         load_ms,
         runs: times.len(),
-        median_ms: times[times.len() / 2],
+        median_ms: median(&times),
         min_ms: times[0],
         max_ms: times[times.len() - 1],
         macs: v.macs(),
@@ -366,6 +376,13 @@ mod tests {
             probe: vec![],
             parity_cosine: Some(if p == Precision::Fp32 { 1.0 } else { 0.9995 }),
         }
+    }
+
+    #[test]
+    fn median_of_even_counts_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[1.0, 2.0, 10.0]), 2.0);
+        assert_eq!(median(&[820.2, 826.9]), 823.55);
+        assert_eq!(median(&[5.0]), 5.0);
     }
 
     #[test]

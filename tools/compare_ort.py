@@ -92,7 +92,7 @@ def time_ort(path, threads, runs, pixels, input_name):
         out = sess.run(None, feed)
         times.append((time.perf_counter() - t) * 1e3)
     times.sort()
-    return {"median_ms": times[len(times) // 2], "min_ms": times[0], "max_ms": times[-1], "load_ms": load_ms, "out": out[0]}
+    return {"median_ms": statistics.median(times), "min_ms": times[0], "max_ms": times[-1], "load_ms": load_ms, "out": out[0]}
 
 
 def time_siglipd(exe, model, precision, threads, runs):

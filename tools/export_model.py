@@ -315,9 +315,9 @@ def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int, split
       (`[768, 196]`), so every LayerNorm reduced along a strided axis (`RmsNorm` + `Sub`, 5 % of
       the image) and matmul results were stored strided.
     - `mlp-split-N`: a Linear whose weight holds more than `hidden_size²` values (the MLP's fc1
-      and fc2, 4× an attention projection) is cut into N column blocks, N the smallest divisor of
-      its output width that brings each block to at most `hidden_size²`, and the block results
-      concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
+      and fc2, 4× an attention projection) is cut into column blocks (`_block_width`: as few as
+      keep each near `hidden_size²`, widths a multiple of 16, the last block the rest) and the
+      block results concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
       768×3072 MLP weights at ≈ 17 (per-node profile, Zen 3). The 9.4 MB weight is swept once
       per activation panel; likely it outgrows what the core keeps close (Zen 3's L2 TLB maps
       8 MiB in 4-KiB pages), not isolated further. Blocks of hidden² are the size measured fast. Not for the weight-only memory form (`split_linears=False`):
@@ -334,6 +334,9 @@ def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int, split
         applied.append(f"mlp-split-{max(parts)}")
     _prune_unused(graph)
     return applied
+
+
+PATCHIFY_MATMUL = "/patchify/MatMul"  # the name ending of the patch embedding's MatMul
 
 
 def _patch_embedding_as_matmul(graph, image_size: int) -> bool:
@@ -366,7 +369,7 @@ def _patch_embedding_as_matmul(graph, image_size: int) -> bool:
     if list(helper.get_attribute_value(next(a for a in transpose.attribute if a.name == "perm"))) != [0, 2, 1]:
         return False
     gh, gw = image_size // kh, image_size // kw
-    base = conv.name.rsplit("/", 1)[0] + "/patchify"
+    base = conv.name.rsplit("/", 1)[0] + PATCHIFY_MATMUL.rsplit("/", 1)[0]
     graph.initializer.extend([
         numpy_helper.from_array(np.ascontiguousarray(w.reshape(out_ch, ch * kh * kw).T), base + ".weight"),
         numpy_helper.from_array(np.array([-1, ch, gh, kh, gw, kw], np.int64), base + ".grid_shape"),
@@ -403,20 +406,34 @@ def _split_wide_linears(graph, max_values: int) -> list[int]:
         if w.ndim != 2 or w.size <= max_values:
             continue
         cols = w.shape[1]
-        parts = next((d for d in range(2, cols + 1) if cols % d == 0 and w.size // d <= max_values), None)
-        if parts is None:
+        width = _block_width(w.shape[0], cols, max_values)
+        starts = list(range(0, cols, width))
+        if len(starts) < 2:
             continue
-        width = cols // parts
         new, outs = [], []
-        for p in range(parts):
+        for p, start in enumerate(starts):
             name = f"{node.input[1]}.block{p}"
-            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[:, p * width:(p + 1) * width]), name))
+            block = w[:, start:start + width]
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(block), name))
             outs.append(f"{node.output[0]}.block{p}")
             new.append(helper.make_node("MatMul", [node.input[0], name], [outs[-1]], name=f"{node.name}_block{p}"))
         new.append(helper.make_node("Concat", outs, [node.output[0]], axis=-1, name=f"{node.name}_concat"))
         _replace_nodes(graph, [node], new)
-        counts.append(parts)
+        counts.append(len(starts))
     return counts
+
+
+SPLIT_WIDTH_MULTIPLE = 16  # tract's fp32 kernels take 16 output columns per panel (x86 16x6, ARM 16x4 or 8x8)
+
+
+def _block_width(rows: int, cols: int, max_values: int) -> int:
+    """Column width of the blocks a `rows × cols` weight is cut into: as few blocks as keep each
+    within `max_values`, the width rounded up to a multiple of 16 so no block wastes kernel
+    panels (the last block takes the rest). 768×3072 → 768 (4 blocks); 3072×768 → 192; a prime
+    width such as 67 → 32, 32, 3 rather than 67 one-column blocks."""
+    blocks = -(-rows * cols // max_values)
+    width = -(-cols // blocks)
+    return -(-width // SPLIT_WIDTH_MULTIPLE) * SPLIT_WIDTH_MULTIPLE
 
 
 def _replace_nodes(graph, old: list, new: list) -> None:
@@ -495,6 +512,8 @@ def weight_matmuls(graph) -> list[tuple[int, int]]:
             continue
         if node.input[1] not in inits or node.input[0] in inits:
             continue
+        if node.name.endswith(PATCHIFY_MATMUL):
+            continue  # the patch embedding reads raw pixels: it stays float, as the Conv it replaces did
         w = numpy_helper.to_array(inits[node.input[1]])
         if w.ndim != 2 or w.dtype != np.float32:
             continue
@@ -664,6 +683,10 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, inp: str, calib, check
             keep = list(order)
             continue
         keep = order[:n_float]
+    if stats["quantized"] == 0:
+        raise UserError(f"static int8: no weight matmul of {fp32_path.name} can be int8 within cosine "
+                        f"{min_cosine} of fp32 (best {cos.min():.5f}); this checkpoint has no static compute "
+                        f"form: export --int8-form weight-only or dynamic")
     onnx.save(m, str(out_path))
     stats.update(cosine_min=float(cos.min()), cosine_mean=float(cos.mean()), kept_float=keep,
                  activation_scales="per-tensor absmax/127 over the calibration inputs",

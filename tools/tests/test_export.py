@@ -158,7 +158,10 @@ def test_vision_graph_shaped_for_tract(exported):
     linear = [inits[n.input[1]] for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
     patch = [w for w in linear if w.shape == (3 * 32 * 32, 24)]
     assert len(patch) == 1, "the patch embedding MatMul [3·32·32, 24]"
-    assert max(w.size for w in linear if w.shape[0] != 3 * 32 * 32) <= 24 * 24
+    # blocks are as few as keep each near hidden² values, widths rounded up to 16 columns:
+    # fc1 (24→48) as 32 + 16 columns, fc2 (48→24) as 16 + 8
+    widths = sorted(w.shape for w in linear if w.shape[0] != 3 * 32 * 32)
+    assert (24, 32) in widths and (24, 16) in widths and (48, 16) in widths and (48, 8) in widths, widths
     # fc1 and fc2 of the one encoder layer and of the pooling head: two blocks each
     concats = [n for n in m.graph.node if n.op_type == "Concat" and n.name.endswith("_concat")]
     assert len(concats) == 4 and all(len(n.input) == 2 for n in concats)
@@ -187,6 +190,17 @@ def test_untouched_graph_shape_option(tiny_checkpoint, tmp_path):
     man = json.loads((tmp_path / "b" / "siglip.json").read_text())
     assert "graph_shape" not in man["vision"] or man["vision"]["graph_shape"] == {}
     assert "Conv" in [n.op_type for n in onnx.load(str(tmp_path / "b" / "vision_fp32.onnx")).graph.node]
+
+
+@pytest.mark.parametrize("rows, cols, limit, width", [
+    (768, 3072, 768 * 768, 768),   # SigLIP base fc1: 4 blocks of 768
+    (3072, 768, 768 * 768, 192),   # fc2: 4 blocks of 192
+    (32, 64, 32 * 32, 32),         # the tiny fixture
+    (32, 67, 32 * 32, 32),         # a prime width: 32 + 32 + 3, not 67 one-column blocks
+    (768, 3074, 768 * 768, 624),   # 5 blocks (4 × 624 + 578), not 29 of 106
+])
+def test_block_width(rows, cols, limit, width):
+    assert em._block_width(rows, cols, limit) == width
 
 
 def test_shaping_leaves_other_graphs_alone():
@@ -410,6 +424,20 @@ def test_static_int8_form(tiny_checkpoint_init, tmp_path):
     assert em.cosine_rows(a.astype(np.float64), b.astype(np.float64)).min() >= 0.999
     if "int8" in man["text"]["files"]:
         check_static_graph(tmp_path / "text_int8.onnx")
+
+
+def test_static_form_without_any_int8_matmul_is_an_error(exported, tiny_checkpoint, tmp_path):
+    """A static "compute" form whose every matmul had to fall back to float would be mislabelled:
+    the exporter refuses it (here forced by an unreachable cosine gate)."""
+    import onnxruntime as ort
+
+    out, _ = exported
+    px = fixture_pixels(tiny_checkpoint)[:4]
+    sess = ort.InferenceSession(str(out / "vision_fp32.onnx"), providers=["CPUExecutionProvider"])
+    ref = np.concatenate([sess.run(None, {"pixel_values": p})[0] for p in px])
+    with pytest.raises(em.UserError, match="no static compute form"):
+        em.quantize_static_int8(out / "vision_fp32.onnx", tmp_path / "v.onnx", "pixel_values", px, px, ref, 1.01)
+    assert not (tmp_path / "v.onnx").exists()
 
 
 def test_static_rewrite_is_exact_without_rounding():
