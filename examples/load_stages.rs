@@ -70,8 +70,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let plan = model.into_optimized()?.into_runnable()?;
     if std::env::var_os("MALLOC_TRIM").is_some() {
-        // SAFETY: only walks the allocator's own free lists
-        unsafe { libc::malloc_trim(0) };
+        siglipd::model::encoder::return_freed_heap();
     }
     stage("optimize", t);
     println!("load total {:.0} ms", started.elapsed().as_secs_f64() * 1e3);

@@ -101,7 +101,7 @@ fn flops_per_cycle() -> Option<(f64, String)> {
 /// by a big process (`tools/compare_ort.py` after onnxruntime loaded the model) would report its
 /// parent's peak; it is only the fallback where /proc is missing.
 pub fn peak_rss_mb() -> f64 {
-    if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(vm_hwm_kb) {
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(|status| status_kb(status, "VmHWM:")) {
         return kb as f64 / 1024.0;
     }
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -126,11 +126,6 @@ pub fn median(sorted: &[f64]) -> f64 {
 pub fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status_kb(&status, "VmRSS:").map(|kb| kb as f64 / 1024.0).unwrap_or(f64::NAN)
-}
-
-/// `VmHWM` in kB from /proc/<pid>/status text.
-fn vm_hwm_kb(status: &str) -> Option<u64> {
-    status_kb(status, "VmHWM:")
 }
 
 /// The kB figure of one `/proc/<pid>/status` line (`key` with its colon).
@@ -387,8 +382,8 @@ mod tests {
 
     #[test]
     fn peak_rss_reads_vm_hwm() {
-        assert_eq!(vm_hwm_kb("Name:\tx\nVmPeak:\t  9 kB\nVmHWM:\t  383336 kB\nVmRSS:\t1 kB\n"), Some(383_336));
-        assert_eq!(vm_hwm_kb("Name:\tx\n"), None);
+        assert_eq!(status_kb("Name:\tx\nVmPeak:\t  9 kB\nVmHWM:\t  383336 kB\nVmRSS:\t1 kB\n", "VmHWM:"), Some(383_336));
+        assert_eq!(status_kb("Name:\tx\n", "VmHWM:"), None);
         assert!(peak_rss_mb() > 1.0);
         assert!(rss_mb() > 1.0 && rss_mb() <= peak_rss_mb() + 1.0);
     }

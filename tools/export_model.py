@@ -295,10 +295,7 @@ def quantize_weights_int8(model_proto):
     old = list(graph.node)
     del graph.node[:]
     graph.node.extend(new_nodes + old)
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    _drop_unused_initializers(graph)
     return stats
 
 
@@ -320,9 +317,10 @@ def shape_vision_for_tract(model_proto, image_size: int, hidden_size: int, split
       block results concatenated. tract's matmul ran the 768×768 projections at ≈ 30 GMAC/s but the
       768×3072 MLP weights at ≈ 17 (per-node profile, Zen 3). The 9.4 MB weight is swept once
       per activation panel; likely it outgrows what the core keeps close (Zen 3's L2 TLB maps
-      8 MiB in 4-KiB pages), not isolated further. Blocks of hidden² are the size measured fast. Not for the weight-only memory form (`split_linears=False`):
-      blocks under tract's 4 MiB const-fold budget are dequantized to fp32 at load, which gave
-      that form fp32's speed and fp32's RAM.
+      8 MiB in 4-KiB pages), not isolated further.
+      Not for the weight-only memory form (`split_linears=False`): blocks under tract's 4 MiB
+      const-fold budget are dequantized to fp32 at load, which gave that form fp32's speed and
+      fp32's RAM.
     """
     graph = model_proto.graph
     applied = []
@@ -459,6 +457,11 @@ def _prune_unused(graph) -> None:
             break
         for n in dead:
             graph.node.remove(n)
+    _drop_unused_initializers(graph)
+
+
+def _drop_unused_initializers(graph) -> None:
+    """Drops the initializers no node reads (order of the rest kept)."""
     used = {i for n in graph.node for i in n.input}
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
@@ -624,10 +627,7 @@ def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[s
         stats["quantized"] += 1
     del graph.node[:]
     graph.node.extend(new_nodes)
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    _drop_unused_initializers(graph)
     # the shapes recorded by the exporter stay valid; nothing else to fix up
     return stats
 
@@ -988,6 +988,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
 
     files: dict[str, str] = {}
     graph_shape: dict[str, list[str]] = {}  # vision precision → shape_vision_for_tract's rewrites
+    vision_hidden = model.config.vision_config.hidden_size
     results = {}
     for name, wrapper, inp, outp, dummy, ref in [
         ("vision", Vision(model), "pixel_values", "image_embeds", pixels[:2], (pixels.numpy(), ref_img)),
@@ -1001,11 +1002,13 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
                               dynamic_axes={inp: {0: "batch"}, outp: {0: "batch"}},
                               opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True)
         m = onnx.load(str(fp32))
-        as_written = None
-        if name == "vision" and graph_shape_for == "tract":
-            as_written = onnx.ModelProto()
-            as_written.CopyFrom(m)
-            graph_shape["fp32"] = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size)
+        shaped = name == "vision" and graph_shape_for == "tract"
+        as_written = None  # torch's graph, for the weight-only form (see shape_vision_for_tract)
+        if shaped:
+            if int8_form == "weight-only":
+                as_written = onnx.ModelProto()
+                as_written.CopyFrom(m)
+            graph_shape["fp32"] = shape_vision_for_tract(m, image_size, vision_hidden)
             log(f"{fp32.name}: shaped for tract: {', '.join(graph_shape['fp32']) or 'nothing matched'}")
             onnx.save(m, str(fp32))
         onnx.checker.check_model(m)
@@ -1017,23 +1020,20 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
             raise RuntimeError(f"{fp32.name} does not reproduce torch (max abs diff {diff})")
 
         int8 = out / f"{name}_int8.onnx"
+        if shaped:  # the compute forms quantize the shaped fp32 file
+            graph_shape["int8"] = graph_shape["fp32"]
         if int8_form == "dynamic":
             stats = quantize_dynamic_int8(fp32, int8)
-            if as_written is not None:
-                graph_shape["int8"] = graph_shape["fp32"]
         elif int8_form == "static":
             calib, check = static_inputs[name]
             ref_check = np.concatenate([sess.run(None, {inp: b})[0] for b in check])
             stats = quantize_static_int8(fp32, int8, inp, calib, check, ref_check, STATIC_MIN_COSINE)
-            if as_written is not None:
-                graph_shape["int8"] = graph_shape["fp32"]
         else:
             if as_written is not None:
                 # the memory form keeps each MLP weight whole: above tract's const-fold budget it
                 # stays int8 in RAM (see shape_vision_for_tract)
                 m = as_written
-                graph_shape["int8"] = shape_vision_for_tract(m, image_size, model.config.vision_config.hidden_size,
-                                                             split_linears=False)
+                graph_shape["int8"] = shape_vision_for_tract(m, image_size, vision_hidden, split_linears=False)
             stats = quantize_weights_int8(m)
             onnx.checker.check_model(m)
             onnx.save(m, str(int8))

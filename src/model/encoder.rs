@@ -214,7 +214,7 @@ fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractResult<()> {
 /// ≈ 760 MB resident for 372 MB of weights. `malloc_trim(0)` releases free pages anywhere in the
 /// heap (glibc ≥ 2.8, `malloc_trim(3)`), which brought it to ≈ 400 MB (docs/profile-int8.md,
 /// "Memory"). Elsewhere (musl, other OSes) this does nothing.
-fn return_freed_heap() {
+pub fn return_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists
     unsafe {
