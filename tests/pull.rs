@@ -129,7 +129,8 @@ fn start_hub(hub: Hub) -> (SocketAddr, Arc<Hub>) {
     (addr, hub)
 }
 
-/// The committed tiny model in the transformers.js repo layout, plus its checkpoint.
+/// The committed tiny model in the transformers.js repo layout, plus its checkpoint. The vision
+/// tower is torch's graph as written (tests/fixtures/tiny-torch-graph), like transformers.js's.
 fn fixture_hub() -> Hub {
     let tiny = fixtures().join("tiny");
     let ckpt = fixtures().join("tiny-checkpoint");
@@ -141,7 +142,7 @@ fn fixture_hub() -> Hub {
     put(onnx, "config.json", ckpt.join("config.json"));
     put(onnx, "preprocessor_config.json", ckpt.join("preprocessor_config.json"));
     put(onnx, "tokenizer.json", tiny.join("tokenizer.json"));
-    put(onnx, "onnx/vision_model.onnx", tiny.join("vision_fp32.onnx"));
+    put(onnx, "onnx/vision_model.onnx", fixtures().join("tiny-torch-graph/vision_fp32.onnx"));
     put(onnx, "onnx/vision_model_quantized.onnx", tiny.join("vision_int8.onnx"));
     put(onnx, "onnx/text_model.onnx", tiny.join("text_fp32.onnx"));
     // no onnx/text_model_quantized.onnx: optional files may be absent
@@ -212,10 +213,47 @@ fn pull_resumes_checks_and_builds_a_working_bundle() {
     assert!(ours["source"].as_str().unwrap().contains(COMMIT), "{}", ours["source"]);
     assert!(!bundle.join(".hub-cache").exists(), "cache left behind");
 
-    // and it scores exactly like the exported bundle
+    // torch's graph was shaped for tract as the exporter shapes it, and the manifest says so
+    assert_eq!(ours["vision"]["graph_shape"]["fp32"], reference["vision"]["graph_shape"]["fp32"]);
+    assert_eq!(ours["vision"]["graph_shape"]["fp32"], serde_json::json!(["patch-embedding-matmul", "mlp-split-2"]));
+    let shaped = std::fs::read(bundle.join("vision_fp32.onnx")).unwrap();
+    assert_eq!(ours["sha256"]["vision_fp32.onnx"], format!("{:x}", Sha256::digest(&shaped)));
+    assert_ne!(shaped, std::fs::read(fixtures().join("tiny-torch-graph/vision_fp32.onnx")).unwrap());
+
+    // and it scores like the exported bundle
     let a = classify(&bundle);
     let b = classify(&fixtures().join("tiny"));
-    assert_eq!(a[0]["scores"], b[0]["scores"]);
+    assert_scores_close(&a[0]["scores"], &b[0]["scores"]);
+}
+
+/// Same labels, probabilities within 1e-6 (two writers of the same graph may order its nodes
+/// differently; tract's sums stay the same up to rounding).
+fn assert_scores_close(a: &serde_json::Value, b: &serde_json::Value) {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["label"], y["label"]);
+        let (p, q) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-6, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn pull_keeps_a_graph_already_shaped() {
+    let mut hub = fixture_hub();
+    let exported = std::fs::read(fixtures().join("tiny/vision_fp32.onnx")).unwrap();
+    hub.files.insert("test/siglip-tiny-onnx/onnx/vision_model.onnx".into(), exported.clone());
+    let (addr, _hub) = start_hub(hub);
+    let dest = tempfile::tempdir().unwrap();
+    let o = pull(addr, &dest.path().join("b"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let kept = std::fs::read(dest.path().join("b/vision_fp32.onnx")).unwrap();
+    if std::env::var_os("SIGLIPD_KEEP_PULLED").is_some() {
+        std::fs::write("/tmp/pulled.onnx", &kept).unwrap();
+    }
+    assert!(kept == exported, "the shaped graph was rewritten again ({} bytes, was {})", kept.len(), exported.len());
+    let man: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dest.path().join("b/siglip.json")).unwrap()).unwrap();
+    assert!(man["vision"].get("graph_shape").is_none_or(|g| g.as_object().is_some_and(|g| g.is_empty())), "{man}");
 }
 
 #[test]

@@ -9,6 +9,8 @@ Writes
   tests/fixtures/tiny-checkpoint/  its save_pretrained checkpoint (source of truth for goldens)
   tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
   tests/fixtures/tiny-static/      the same weights, int8 as the static int8 compute form
+  tests/fixtures/tiny-torch-graph/ the same weights' vision tower as torch writes it (--graph-shape
+                                   none): what `siglipd model pull` gets from transformers.js
   tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
   tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
   tests/fixtures/images/rules/     one image per decoding/resizing rule (tools/input_rules.py)
@@ -39,6 +41,7 @@ import os
 import shutil
 import struct
 import sys
+import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -143,6 +146,7 @@ def make_bundle() -> None:
         raise SystemExit(rc)
     make_dynamic_bundle()
     make_static_bundle()
+    make_torch_graph_fixture()
 
 
 def export_from_checkpoint(out: Path, *args: str) -> None:
@@ -165,6 +169,28 @@ def reexport_bundles() -> None:
     export_from_checkpoint(FIX / "tiny")
     make_dynamic_bundle()
     make_static_bundle()
+    make_torch_graph_fixture()
+
+
+def make_torch_graph_fixture() -> None:
+    """The tiny vision tower as torch writes it (`--graph-shape none`: Conv patch embedding, whole
+    MLP weights) at opset 14, optimum's default for CLIP-like models and so, as far as we can tell
+    without the hub, transformers.js's (LayerNorm and the tanh GELU as element-wise chains):
+    `siglipd model pull` shapes such a file itself (tests/pull.rs). Only that file is kept."""
+    out = FIX / "tiny-torch-graph"
+    opset, em.ONNX_OPSET = em.ONNX_OPSET, TRANSFORMERS_JS_OPSET
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            export_from_checkpoint(Path(tmp) / "b", "--graph-shape", "none")
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir()
+            shutil.copy(Path(tmp) / "b" / "vision_fp32.onnx", out / "vision_fp32.onnx")
+    finally:
+        em.ONNX_OPSET = opset
+
+
+TRANSFORMERS_JS_OPSET = 14
 
 
 def make_static_bundle() -> None:

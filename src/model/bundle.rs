@@ -103,9 +103,10 @@ pub struct TowerSpec {
     pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub int8_form: Option<String>,
-    /// Per precision (`fp32`, `int8`), how `tools/export_model.py` reshaped that file's graph for
-    /// tract (`patch-embedding-matmul`, `mlp-split-N`; see its `shape_vision_for_tract`); empty
-    /// for other exporters' files, which run as written.
+    /// Per precision (`fp32`, `int8`), how that file's graph was reshaped for tract
+    /// (`patch-embedding-matmul`, `mlp-split-N`): by `tools/export_model.py`'s
+    /// `shape_vision_for_tract`, or for a pulled fp32 vision tower by `siglipd model pull`
+    /// ([`crate::model::shape`]); empty for files that run as their exporter wrote them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub graph_shape: BTreeMap<String, Vec<String>>,
 }

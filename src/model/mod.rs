@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod gif;
 pub mod orient;
 pub mod preprocess;
+pub mod shape;
 pub mod tokenize;
 pub mod trns;
 

@@ -483,6 +483,23 @@ def test_committed_static_bundle():
     check_static_graph(out / "vision_int8.onnx")
 
 
+def test_committed_torch_graph_fixture():
+    """tests/fixtures/tiny-torch-graph (what tests/pull.rs serves as transformers.js's file): torch's
+    graph at opset 14 (Conv patch embedding, whole MLP weights, no fused LayerNorm/GELU) of the
+    same weights as tiny/, which onnxruntime runs to the same embeddings as the shaped file."""
+    import onnx
+    import onnxruntime as ort
+
+    path = FIX / "tiny-torch-graph" / "vision_fp32.onnx"
+    m = onnx.load(str(path))
+    assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [14]
+    ops = {n.op_type for n in m.graph.node}
+    assert "Conv" in ops and "Concat" in ops and "Tanh" in ops and "LayerNormalization" not in ops
+    px = np.concatenate(fixture_pixels(FIX / "tiny-checkpoint")[:4])
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": px})[0]  # noqa: E731
+    np.testing.assert_allclose(run(path), run(FIX / "tiny" / "vision_fp32.onnx"), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("SIGLIPD_BASE_STATIC"),
                     reason="set SIGLIPD_BASE_STATIC=<bundle made with --random base --int8-form static>")
 def test_base_static_bundle_parity():
