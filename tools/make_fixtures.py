@@ -175,8 +175,9 @@ def reexport_bundles() -> None:
 def make_torch_graph_fixture() -> None:
     """The tiny vision tower as torch writes it (`--graph-shape none`: Conv patch embedding, whole
     MLP weights) at opset 14, optimum's default for CLIP-like models and so, as far as we can tell
-    without the hub, transformers.js's (LayerNorm and the tanh GELU as element-wise chains):
-    `siglipd model pull` shapes such a file itself (tests/pull.rs). Only that file is kept."""
+    without the hub, transformers.js's (LayerNorm and the tanh GELU as element-wise chains),
+    with onnx's inferred intermediate shapes: `siglipd model pull` shapes such a file itself
+    (tests/pull.rs). Only that file is kept."""
     out = FIX / "tiny-torch-graph"
     opset, em.ONNX_OPSET = em.ONNX_OPSET, TRANSFORMERS_JS_OPSET
     try:
@@ -185,7 +186,12 @@ def make_torch_graph_fixture() -> None:
             if out.exists():
                 shutil.rmtree(out)
             out.mkdir()
-            shutil.copy(Path(tmp) / "b" / "vision_fp32.onnx", out / "vision_fp32.onnx")
+            # with the intermediate shapes onnx infers (symbolic batch), as files that went
+            # through onnxruntime's or onnx's tools carry: pull must not trip over them
+            import onnx
+
+            model = onnx.shape_inference.infer_shapes(onnx.load(str(Path(tmp) / "b" / "vision_fp32.onnx")))
+            onnx.save(model, str(out / "vision_fp32.onnx"))
     finally:
         em.ONNX_OPSET = opset
 

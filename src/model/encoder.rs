@@ -187,7 +187,7 @@ fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &
     Ok(())
 }
 
-fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractResult<()> {
+pub(super) fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractResult<()> {
     let inputs = model.input_outlets()?.to_vec();
     for id in 0..model.nodes().len() {
         for slot in 0..model.node(id).outputs.len() {

@@ -36,6 +36,9 @@ const MIN_OPSET_FOR_SPLIT: i64 = 11;
 /// patch-embedding pattern and are refused rather than half-applied.
 pub fn shape_vision_for_tract(model: &mut ModelProto, image_size: usize, hidden_size: usize) -> Vec<String> {
     let Some(graph) = model.graph.as_ref() else { return Vec::new() };
+    if hidden_size == 0 || image_size == 0 {
+        return Vec::new();
+    }
     let mut shaped = graph.clone();
     let opset = model.opset_import.iter().filter(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version).max();
     let mut applied = Vec::new();
@@ -66,11 +69,10 @@ pub fn shape_vision_for_tract(model: &mut ModelProto, image_size: usize, hidden_
 /// Errors: tract cannot load, optimize or run the graph.
 pub fn probe_outputs(model: &ModelProto, image_size: usize) -> TractResult<Vec<Vec<f32>>> {
     let input = probe_input(image_size);
-    let runnable = tract_onnx::onnx()
-        .model_for_proto_model(model)?
-        .with_input_fact(0, f32::fact(input.shape()).into())?
-        .into_optimized()?
-        .into_runnable()?;
+    let mut parsed = tract_onnx::onnx().model_for_proto_model(model)?;
+    // as the loader does: stored intermediate shapes may carry a symbolic batch
+    super::encoder::forget_intermediate_shapes(&mut parsed)?;
+    let runnable = parsed.with_input_fact(0, f32::fact(input.shape()).into())?.into_optimized()?.into_runnable()?;
     let out = runnable.run(tvec!(input.into()))?;
     out.into_iter().map(|t| Ok(t.into_tensor().cast_to::<f32>()?.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
 }
@@ -107,10 +109,18 @@ fn patch_embedding_as_matmul(graph: &mut GraphProto, image_size: usize) -> bool 
     let [conv_at] = convs[..] else { return false };
     let conv = graph.node[conv_at].clone();
     let [_, w_name, b_name] = &conv.input[..] else { return false };
+    if conv.output.len() != 1 {
+        return false;
+    }
     let (Some(w), Some(_)) = (initializer(graph, w_name), initializer(graph, b_name)) else { return false };
     let Some(weights) = floats(w) else { return false };
-    let [out_ch, ch, kh, kw] = w.dims[..] else { return false };
-    let (out_ch, ch, kh, kw) = (out_ch as usize, ch as usize, kh as usize, kw as usize);
+    let Ok([out_ch, ch, kh, kw]) = <[usize; 4]>::try_from(w.dims.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect::<Vec<_>>())
+    else {
+        return false;
+    };
+    if [out_ch, ch, kh, kw].contains(&0) {
+        return false;
+    }
     let plain = ints_attr(&conv, "strides") == Some(vec![kh as i64, kw as i64])
         && ints_attr(&conv, "pads").is_none_or(|p| p.iter().all(|&v| v == 0))
         && ints_attr(&conv, "dilations").is_none_or(|d| d.iter().all(|&v| v == 1))
@@ -127,11 +137,12 @@ fn patch_embedding_as_matmul(graph: &mut GraphProto, image_size: usize) -> bool 
     if graph.node[reshape].op_type != "Reshape" {
         return false;
     }
-    let Some(transpose) = only_reader(graph, &graph.node[reshape].output[0].clone(), |_| true) else { return false };
+    let Some(reshaped) = graph.node[reshape].output.first().cloned() else { return false };
+    let Some(transpose) = only_reader(graph, &reshaped, |_| true) else { return false };
     if graph.node[transpose].op_type != "Transpose" || ints_attr(&graph.node[transpose], "perm") != Some(vec![0, 2, 1]) {
         return false;
     }
-    let embedded = graph.node[transpose].output[0].clone();
+    let Some(embedded) = graph.node[transpose].output.first().cloned() else { return false };
     let (gh, gw, patch) = (image_size / kh, image_size / kw, ch * kh * kw);
     let base = format!("{}/patchify", conv.name.rsplit_once('/').map_or("", |(head, _)| head));
     // weight [out, C·kh·kw] → [C·kh·kw, out]: a patch's values in the Conv weight's (C, kh, kw) order
@@ -196,17 +207,19 @@ fn split_wide_linears(graph: &mut GraphProto, max_values: usize) -> Vec<usize> {
 /// Splits node `at` if it is a wide constant-weight MatMul; returns (blocks, nodes now in its place).
 fn split_one(graph: &mut GraphProto, at: usize, max_values: usize) -> Option<(usize, usize)> {
     let n = &graph.node[at];
-    if n.op_type != "MatMul" || !n.domain.is_empty() || n.input.len() != 2 {
+    if n.op_type != "MatMul" || !n.domain.is_empty() || n.input.len() != 2 || n.output.len() != 1 {
         return None;
     }
-    let (x, w_name, out, name) = (n.input[0].clone(), n.input[1].clone(), n.output[0].clone(), n.name.clone());
-    if initializer(graph, &x).is_some() || readers(graph, &w_name) != 1 || reads_the_pixels(graph, &x) {
+    let (x, w_name, out) = (n.input[0].clone(), n.input[1].clone(), n.output[0].clone());
+    // new nodes are named after the node, or after its output when it has no name
+    let name = if n.name.is_empty() { out.clone() } else { n.name.clone() };
+    if initializer(graph, &x).is_some() || readers(graph, &w_name) != 1 || reads_the_pixels(graph, &x) || is_a_block(graph, &out) {
         return None;
     }
     let w = initializer(graph, &w_name)?;
     let [rows, cols] = w.dims[..] else { return None };
-    let (rows, cols) = (rows as usize, cols as usize);
-    if rows * cols <= max_values {
+    let (rows, cols) = (usize::try_from(rows).ok()?, usize::try_from(cols).ok()?);
+    if rows.checked_mul(cols)? <= max_values {
         return None;
     }
     let values = floats(w)?;
@@ -271,7 +284,10 @@ fn prune_unused(graph: &mut GraphProto) {
         graph.node.retain(|_| flags.next().unwrap_or(true));
     }
     let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let dropped: HashSet<String> = graph.initializer.iter().filter(|t| !used.contains(&t.name)).map(|t| t.name.clone()).collect();
     graph.initializer.retain(|t| used.contains(&t.name));
+    // older files also list initializers as graph inputs (IR < 4): those go with them
+    graph.input.retain(|i| !dropped.contains(&i.name));
 }
 
 /// Every node input (and graph output) is a graph input, an initializer or an earlier node's output.
@@ -286,6 +302,13 @@ fn every_input_defined(graph: &GraphProto) -> bool {
         defined.extend(n.output.iter().map(String::as_str));
     }
     graph.output.iter().all(|o| defined.contains(o.name.as_str()))
+}
+
+/// `value` is read only by a `Concat`: the MatMul is a block of an already-split Linear (the
+/// exporter rounds block widths up to 16, so a block may itself hold a little more than hidden²).
+fn is_a_block(graph: &GraphProto, value: &str) -> bool {
+    let readers: Vec<&NodeProto> = graph.node.iter().filter(|n| n.input.iter().any(|i| i == value)).collect();
+    !readers.is_empty() && readers.iter().all(|n| n.op_type == "Concat")
 }
 
 /// `value` is a graph input or made from one by reshapes, transposes and casts only: the patch
@@ -434,5 +457,80 @@ mod tests {
         let mut fine = graph.clone();
         fine.node[1].input[1] = "x".into();
         assert!(every_input_defined(&fine));
+    }
+
+    fn torch_graph_fixture() -> ModelProto {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-torch-graph/vision_fp32.onnx");
+        tract_onnx::onnx().proto_model_for_path(path).expect("fixture")
+    }
+
+    /// the tiny fixture's geometry (tests/fixtures/tiny/siglip.json)
+    const TINY_IMAGE: usize = 224;
+    const TINY_HIDDEN: usize = 32;
+
+    #[test]
+    fn nameless_nodes_get_unique_names_from_their_outputs() {
+        let mut model = torch_graph_fixture();
+        let before = probe_outputs(&model, TINY_IMAGE).unwrap();
+        for n in &mut model.graph.as_mut().unwrap().node {
+            n.name.clear();
+        }
+        assert_eq!(shape_vision_for_tract(&mut model, TINY_IMAGE, TINY_HIDDEN), ["patch-embedding-matmul", "mlp-split-2"]);
+        let named: Vec<&str> = model.graph.as_ref().unwrap().node.iter().map(|n| n.name.as_str()).filter(|n| !n.is_empty()).collect();
+        assert_eq!(named.len(), named.iter().collect::<HashSet<_>>().len(), "duplicate node names");
+        assert!(outputs_agree(&before, &probe_outputs(&model, TINY_IMAGE).unwrap()));
+    }
+
+    #[test]
+    fn initializers_listed_as_inputs_leave_with_them() {
+        let mut model = torch_graph_fixture();
+        let graph = model.graph.as_mut().unwrap();
+        let listed: Vec<tract_onnx::pb::ValueInfoProto> =
+            graph.initializer.iter().map(|t| tract_onnx::pb::ValueInfoProto { name: t.name.clone(), ..Default::default() }).collect();
+        graph.input.extend(listed);
+        assert!(!shape_vision_for_tract(&mut model, TINY_IMAGE, TINY_HIDDEN).is_empty());
+        let graph = model.graph.as_ref().unwrap();
+        let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let dangling: Vec<&str> =
+            graph.input.iter().map(|i| i.name.as_str()).filter(|n| *n != "pixel_values" && !inits.contains(n)).collect();
+        assert!(dangling.is_empty(), "{dangling:?}");
+        probe_outputs(&model, TINY_IMAGE).unwrap();
+    }
+
+    #[test]
+    fn degenerate_sizes_are_left_alone() {
+        let mut model = torch_graph_fixture();
+        let before = model.clone();
+        assert!(shape_vision_for_tract(&mut model, TINY_IMAGE, 0).is_empty());
+        assert!(shape_vision_for_tract(&mut model, 0, TINY_HIDDEN).is_empty());
+        assert_eq!(model, before);
+    }
+
+    #[test]
+    fn blocks_of_a_split_linear_are_not_split_again() {
+        // x·W (4×40 > 8²) feeding a Concat is a block the exporter made; the same MatMul read by
+        // an Add is a Linear to cut (into 16 + 16 + 8 columns)
+        let w = float_tensor("w", &[4, 40], &[0.5; 160]);
+        let graph = |reader: &str| GraphProto {
+            node: vec![
+                node("MatMul", &["x", "w"], "y", "mm", vec![]),
+                node(reader, &["y", "y"], "z", "r", if reader == "Concat" { vec![int("axis", -1)] } else { vec![] }),
+            ],
+            initializer: vec![w.clone()],
+            input: vec![tract_onnx::pb::ValueInfoProto { name: "x".into(), ..Default::default() }],
+            output: vec![tract_onnx::pb::ValueInfoProto { name: "z".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        assert!(is_a_block(&graph("Concat"), "y"));
+        assert!(!is_a_block(&graph("Add"), "y"));
+        let mut g = graph("Add");
+        // x is a graph input: give the MatMul a computed input so it is not taken for the pixels
+        g.node.insert(0, node("Relu", &["x"], "h", "relu", vec![]));
+        g.node[1].input[0] = "h".into();
+        assert_eq!(split_wide_linears(&mut g, 64), vec![3]);
+        let mut g = graph("Concat");
+        g.node.insert(0, node("Relu", &["x"], "h", "relu", vec![]));
+        g.node[1].input[0] = "h".into();
+        assert!(split_wide_linears(&mut g, 64).is_empty());
     }
 }
