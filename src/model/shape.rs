@@ -144,7 +144,7 @@ fn patch_embedding_as_matmul(graph: &mut GraphProto, image_size: usize) -> bool 
     }
     let Some(embedded) = graph.node[transpose].output.first().cloned() else { return false };
     let (gh, gw, patch) = (image_size / kh, image_size / kw, ch * kh * kw);
-    let base = format!("{}/patchify", conv.name.rsplit_once('/').map_or("", |(head, _)| head));
+    let base = format!("{}/patchify", conv.name.rsplit_once('/').map_or(conv.name.as_str(), |(head, _)| head));
     // weight [out, C·kh·kw] → [C·kh·kw, out]: a patch's values in the Conv weight's (C, kh, kw) order
     let mut transposed = vec![0f32; weights.len()];
     for o in 0..out_ch {
