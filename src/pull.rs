@@ -150,7 +150,8 @@ fn shape_vision(dest: &Path, manifest: &mut Manifest) -> anyhow::Result<()> {
     drop(graph);
     // write_atomic renames over the hard link into the hub cache: the cached blob stays as downloaded
     crate::state::write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    manifest.sha256.insert(file.clone(), sha256_file(&path)?);
+    // hashed from the bytes just written, not read back: 370 MB for base
+    manifest.sha256.insert(file.clone(), crate::examples::sha256_hex(&bytes));
     info!(file, ?applied, "vision graph shaped for tract");
     manifest.vision.graph_shape.insert("fp32".into(), applied);
     Ok(())

@@ -10,7 +10,8 @@ Writes
   tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
   tests/fixtures/tiny-static/      the same weights, int8 as the static int8 compute form
   tests/fixtures/tiny-torch-graph/ the same weights' vision tower as torch writes it (--graph-shape
-                                   none): what `siglipd model pull` gets from transformers.js
+                                   none, opset 14, onnx's inferred shapes): what `siglipd model
+                                   pull` gets from transformers.js
   tests/fixtures/images/           scikit-image photos + awkward/bad files made with PIL
   tests/fixtures/golden/golden.json, golden/pixels/<name>.npy
   tests/fixtures/images/rules/     one image per decoding/resizing rule (tools/input_rules.py)

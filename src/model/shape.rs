@@ -125,8 +125,6 @@ fn patch_embedding_as_matmul(graph: &mut GraphProto, image_size: usize) -> bool 
         && ints_attr(&conv, "pads").is_none_or(|p| p.iter().all(|&v| v == 0))
         && ints_attr(&conv, "dilations").is_none_or(|d| d.iter().all(|&v| v == 1))
         && int_attr(&conv, "group").unwrap_or(1) == 1
-        && kh > 0
-        && kw > 0
         && image_size.is_multiple_of(kh)
         && image_size.is_multiple_of(kw);
     if !plain {
