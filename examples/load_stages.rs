@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo run --example load_stages -- onnx <bundle dir> [cache.nnef.tar]   # parse → declutter (→ write NNEF) → optimize
+//! cargo run --example load_stages -- lean <bundle dir>                     # the same, parsed as siglipd does (model::onnx_read)
 //! cargo run --example load_stages -- nnef <cache.nnef.tar> <image size>    # read NNEF → declutter → optimize
 //! ```
 //!
 //! Prints each stage's time with `VmHWM` (peak) and `VmRSS` (now), then one run on a
-//! `[1, 3, S, S]` input (S from the bundle's manifest). `MALLOC_TRIM=1` returns freed heap pages
-//! after optimizing (as `VisionEncoder::load` does).
+//! `[1, 3, S, S]` input (S from the bundle's manifest). glibc's malloc is set for loading as
+//! `VisionEncoder::load` sets it (`LoadingHeap`); `GLIBC_ADJUSTS=1` leaves glibc's defaults.
 use std::time::Instant;
 
 use tract_onnx::prelude::*;
@@ -27,12 +28,12 @@ fn memory() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: load_stages onnx <bundle dir> [cache.nnef.tar] | nnef <cache.nnef.tar> <image size>";
+    let usage = "usage: load_stages onnx|lean <bundle dir> [cache.nnef.tar] | nnef <cache.nnef.tar> <image size>";
     let (Some(mode), Some(path)) = (args.first(), args.get(1)) else {
         anyhow::bail!(usage);
     };
     let (file, size) = match mode.as_str() {
-        "onnx" => {
+        "onnx" | "lean" => {
             let bundle = siglipd::model::Bundle::open(std::path::Path::new(path))?;
             let file = bundle.model_file(siglipd::model::Tower::Vision, siglipd::model::Precision::Fp32)?;
             (file, bundle.manifest.image_size as usize)
@@ -42,11 +43,16 @@ fn main() -> anyhow::Result<()> {
     };
     let shape = [1, 3, size, size];
     let nnef = tract_nnef::nnef().with_tract_transformers().with_tract_resource();
+    // as VisionEncoder::load sets glibc's malloc; `GLIBC_ADJUSTS=1` leaves glibc's own behaviour
+    let heap = std::env::var_os("GLIBC_ADJUSTS").is_none().then(siglipd::model::encoder::LoadingHeap::enter);
     let started = Instant::now();
     let stage = |name: &str, t: Instant| println!("{name:<10} {:>7.0} ms  {}", t.elapsed().as_secs_f64() * 1e3, memory());
-    let model = if mode == "onnx" {
+    let model = if mode != "nnef" {
         let t = Instant::now();
-        let m = tract_onnx::onnx().model_for_path(&file)?;
+        let m = match mode.as_str() {
+            "lean" => siglipd::model::onnx_read::read_inference_model(&file)?.0,
+            _ => tract_onnx::onnx().model_for_path(&file)?,
+        };
         stage("parse", t);
         let t = Instant::now();
         let m = m.with_input_fact(0, f32::fact(shape).into())?.into_typed()?.into_decluttered()?;
@@ -69,9 +75,7 @@ fn main() -> anyhow::Result<()> {
     };
     let t = Instant::now();
     let plan = model.into_optimized()?.into_runnable()?;
-    if std::env::var_os("MALLOC_TRIM").is_some() {
-        siglipd::model::encoder::return_freed_heap();
-    }
+    drop(heap);
     stage("optimize", t);
     println!("load total {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let t = Instant::now();

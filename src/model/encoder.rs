@@ -41,11 +41,14 @@ impl Encoder {
         expected_input: &[usize],
     ) -> Result<Self, ModelError> {
         let path = bundle.model_file(tower, precision)?;
+        let heap = LoadingHeap::enter();
         let spec = bundle.tower_spec(tower).expect("model_file checked the tower exists");
         let load = |e: TractError| ModelError::Load { path: path.clone(), reason: format!("{e:#}") };
         let mismatch = |reason: String| ModelError::Mismatch { path: path.clone(), reason };
 
-        let mut model = tract_onnx::onnx().model_for_path(&path).map_err(load)?;
+        // each weight held once while parsing (not file + protobuf copy + tensor): onnx_read
+        let (mut model, lean) = super::onnx_read::read_inference_model(&path).map_err(load)?;
+        tracing::debug!(path = %path.display(), lean, "parsed");
         check_io(&model, &spec.input, &spec.output, expected_input).map_err(mismatch)?;
         // exporters like optimum put `last_hidden_state` first; keep only the pooled output
         model.select_output_outlets(&[find_output(&model, &spec.output).expect("checked by check_io")]).map_err(load)?;
@@ -62,7 +65,7 @@ impl Encoder {
             )));
         }
         let state = model.into_runnable().and_then(|p| p.spawn()).map_err(load)?;
-        return_freed_heap();
+        drop(heap);
         Ok(Self { state, path, tower, dim })
     }
 
@@ -206,14 +209,48 @@ pub(super) fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractRes
     Ok(())
 }
 
-/// Hands the heap pages freed by loading back to the kernel.
+/// glibc's malloc set for loading a model while alive, for running it once dropped.
 ///
-/// Parsing an ONNX file holds every weight twice (the protobuf's bytes, then tract's tensors) and
-/// optimizing repacks them; glibc's malloc raises its mmap threshold after such frees, so those
-/// buffers end up on the heap and stay resident after being freed: an fp32 base tower kept
-/// ≈ 760 MB resident for 372 MB of weights. `malloc_trim(0)` releases free pages anywhere in the
-/// heap (glibc ≥ 2.8, `malloc_trim(3)`), which brought it to ≈ 400 MB (docs/profile-int8.md,
-/// "Memory"). Elsewhere (musl, other OSes) this does nothing.
+/// Optimizing repacks every weight and frees the original. glibc gives an allocation above its
+/// mmap threshold a mapping of its own, returned to the kernel when freed, but raises the
+/// threshold to the size of each such buffer freed (up to 32 MiB; mallopt(3), `M_MMAP_THRESHOLD`).
+/// From the first weight on, weights then came from the heap and their freed space stayed
+/// resident: an fp32 base tower peaked at ≈ 750 MB for 372 MB of weights. While a guard lives the
+/// threshold is fixed at 128 KiB (glibc's starting value), so each weight-sized buffer is its own
+/// mapping and the peak is about the live data (≈ 400 MB with [`super::onnx_read`];
+/// docs/profile-int8.md, "Memory"). On drop the thresholds go where glibc's own adjustment would
+/// have taken them (mmap 32 MiB, trim 64 MiB: per-frame activations of a few MB stay on the heap,
+/// no page faults per frame) and `malloc_trim(0)` hands back the free heap pages. Setting them
+/// turns glibc's adjustment off for the process. Elsewhere (musl, other OSes) this does nothing.
+pub struct LoadingHeap(());
+
+impl LoadingHeap {
+    pub fn enter() -> Self {
+        set_malloc_thresholds(128 << 10, 128 << 10);
+        Self(())
+    }
+}
+
+impl Drop for LoadingHeap {
+    fn drop(&mut self) {
+        set_malloc_thresholds(32 << 20, 64 << 20);
+        return_freed_heap();
+    }
+}
+
+fn set_malloc_thresholds(mmap: i32, trim: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters; invalid values are refused (returns 0)
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (mmap, trim);
+}
+
+/// Hands the heap pages freed by loading back to the kernel (`malloc_trim(0)`, glibc ≥ 2.8:
+/// releases free pages anywhere in the heap, not only at its top). Elsewhere this does nothing.
 pub fn return_freed_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists
