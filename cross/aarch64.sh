@@ -4,7 +4,8 @@
 #   cortex-a72  (Pi 4)      no dot product: tract's int8 SMLAL fallback kernel
 #   cortex-a76  (Pi 5/Orin) dot product: tract's SDOT int8 kernel (arm64simd_mmm_i32_8x8_dot)
 # Idempotent: installs what is missing (needs root for apt), reuses target/cross.
-# `--packages-only`: install the toolchain and stop (.ci/run does it while the x86 tests build).
+# `--packages-only`: install the toolchain and stop; `--build-only`: also build, no tests (.ci/run
+# runs both in the background while the x86 tests build, then this script again for the tests).
 # Output: target/cross/aarch64-unknown-linux-gnu/release/siglipd
 TARGET=aarch64-unknown-linux-gnu
 source "$(dirname "$0")/lib.sh"
@@ -12,6 +13,7 @@ install_packages arm64 rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64
   g++-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user cmake libclang-dev file
 [ "${1:-}" = --packages-only ] && exit 0
 build_and_test
+[ "${1:-}" = --build-only ] && exit 0
 run_tests cortex-a72 QEMU_CPU=cortex-a72 SIGLIPD_EXPECT_INT8_KERNEL=arm64simd_mmm_i32_8x8
 run_tests cortex-a76 QEMU_CPU=cortex-a76 SIGLIPD_EXPECT_INT8_KERNEL=arm64simd_mmm_i32_8x8_dot
 phase "done: target/cross/$TARGET/release/siglipd"
