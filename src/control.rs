@@ -42,6 +42,11 @@ pub struct Controls {
     pub cameras: Vec<CameraControl>,
     /// Wakes the writer thread after a change (None: not persisted, e.g. in tests).
     saver: Mutex<Option<SyncSender<()>>>,
+    /// Where `controls.json` goes (None: not persisted); held while writing, so a later
+    /// snapshot is never overwritten by an earlier one.
+    state: Mutex<Option<StateDir>>,
+    /// A change not yet written.
+    unsaved: AtomicBool,
 }
 
 /// `controls.json`: per camera, per label, the value in force and the config value it
@@ -112,7 +117,7 @@ impl Controls {
                 CameraControl { id: c.id.clone(), config_enabled: c.enabled, enabled: AtomicBool::new(enabled), labels }
             })
             .collect();
-        Self { cameras, saver: Mutex::new(None) }
+        Self { cameras, saver: Mutex::new(None), state: Mutex::new(None), unsaved: AtomicBool::new(false) }
     }
 
     /// Loads `controls.json` from `state` and starts the thread that writes it after every
@@ -122,13 +127,13 @@ impl Controls {
         let me = Arc::new(Self::new(cams, saved.as_ref()));
         let (tx, rx) = sync_channel::<()>(1);
         *me.saver.lock().unwrap() = Some(tx);
+        *me.state.lock().unwrap() = Some(state.clone());
         let weak = Arc::downgrade(&me);
-        let state = state.clone();
         let spawned = std::thread::Builder::new().name("controls-save".into()).spawn(move || {
             let mut warned = false;
             while rx.recv().is_ok() {
                 let Some(me) = weak.upgrade() else { return };
-                match state.write(FILE, FORMAT, VERSION, &me.snapshot()) {
+                match me.save() {
                     Ok(()) => warned = false,
                     Err(e) if !warned => {
                         warned = true;
@@ -143,6 +148,23 @@ impl Controls {
             *me.saver.lock().unwrap() = None;
         }
         me
+    }
+
+    /// Writes what is unsaved now, on the caller's thread: the daemon's stop path calls it, so
+    /// a change made just before a restart is not left to the writer thread (which a busy CPU
+    /// may not have scheduled yet). Errors: the state directory's write error.
+    pub fn flush(&self) -> Result<(), crate::state::StateError> {
+        self.save()
+    }
+
+    /// Writes the snapshot if something changed since the last write.
+    fn save(&self) -> Result<(), crate::state::StateError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = state.as_ref() else { return Ok(()) };
+        if !self.unsaved.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        state.write(FILE, FORMAT, VERSION, &self.snapshot()).inspect_err(|_| self.unsaved.store(true, Ordering::Release))
     }
 
     pub fn camera(&self, id: &str) -> Option<&CameraControl> {
@@ -171,6 +193,7 @@ impl Controls {
     }
 
     fn changed(&self) {
+        self.unsaved.store(true, Ordering::Release);
         if let Some(tx) = self.saver.lock().unwrap().as_ref() {
             // a full channel means a save is already pending: it will see this change too
             if let Err(TrySendError::Disconnected(_)) = tx.try_send(()) {
@@ -279,5 +302,21 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "controls.json was not written");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn flush_writes_what_the_writer_thread_has_not_yet() {
+        // the stop path's write, without a writer thread that could get there first
+        let d = tempfile::tempdir().unwrap();
+        let state = StateDir::open(d.path()).unwrap();
+        let cfg = cams(0.6, 0.5, true);
+        let c = Controls::new(&cfg, None);
+        *c.state.lock().unwrap() = Some(state.clone());
+        c.flush().unwrap();
+        assert!(state.read::<Saved>(FILE, FORMAT, VERSION).is_none(), "nothing changed, nothing written");
+        c.set_enabled("door", false);
+        c.flush().unwrap();
+        let saved: Option<Saved> = state.read(FILE, FORMAT, VERSION);
+        assert!(!Controls::new(&cfg, saved.as_ref()).cameras[0].enabled());
     }
 }

@@ -879,7 +879,8 @@ fn run_time_controls_survive_a_restart() {
     sub.wait("threshold ack", T, |m| m.topic == "test/n1/cam/cat/threshold" && m.payload == "0.35");
     sub.publish("test/n1/cam/enabled/set", "OFF");
     sub.wait("enabled ack", T, |m| m.topic == "test/n1/cam/enabled" && m.payload == "OFF");
-    std::thread::sleep(Duration::from_millis(500)); // the writer thread saves after each change
+    // no wait for the writer thread: the stop path writes what is unsaved (a loaded CPU once
+    // delayed the writer past a 500 ms sleep here, and the pause was lost)
     assert!(d.terminate().0);
     assert!(state.path().join("controls.json").exists());
 

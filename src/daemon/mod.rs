@@ -217,6 +217,7 @@ struct Running {
     stdout_sink: Option<std::thread::JoinHandle<()>>,
     sources: Vec<std::thread::JoinHandle<()>>,
     watchdog: Option<std::thread::JoinHandle<()>>,
+    controls: Arc<Controls>,
 }
 
 impl Running {
@@ -270,7 +271,7 @@ impl Running {
             bell: bell.clone(),
             shutdown: shutdown.clone(),
             sinks,
-            controls,
+            controls: controls.clone(),
             snapshots: config.mqtt.as_ref().is_some_and(|m| m.snapshots),
             live: live.clone(),
             jobs,
@@ -285,7 +286,7 @@ impl Running {
             .context("cannot start the inference thread")?;
         info!("running; stop with SIGTERM or Ctrl-C, reload the config with SIGHUP");
         let watchdog = systemd_ready(&live, &shutdown, config.cameras.len());
-        Ok(Self { config, shutdown, bell, mqtt, http_stop, inference: done_rx, stdout_sink, sources, watchdog })
+        Ok(Self { config, shutdown, bell, mqtt, http_stop, inference: done_rx, stdout_sink, sources, watchdog, controls })
     }
 
     /// Stops everything. `Terminate`: `offline` is published and this returns within
@@ -303,6 +304,10 @@ impl Running {
         }
         if let Some(m) = self.mqtt {
             rt.block_on(m.shutdown(Duration::from_millis(1200), offline));
+        }
+        // no more commands arrive: what was set last is on disk before the process goes
+        if let Err(e) = self.controls.flush() {
+            warn!("{e} (run-time controls will revert to the config at restart)");
         }
         let engine = match why {
             Stop::Terminate => {

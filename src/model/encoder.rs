@@ -219,31 +219,51 @@ pub(super) fn forget_intermediate_shapes(model: &mut InferenceModel) -> TractRes
 /// threshold is fixed at 128 KiB (glibc's starting value), so each weight-sized buffer is its own
 /// mapping and the peak is about the live data (≈ 400 MB with [`super::onnx_read`];
 /// docs/profile-int8.md, "Memory"). On drop the thresholds go where glibc's own adjustment would
-/// have taken them (mmap 32 MiB, trim 64 MiB: per-frame activations of a few MB stay on the heap,
-/// no page faults per frame) and `malloc_trim(0)` hands back the free heap pages. Setting them
-/// turns glibc's adjustment off for the process. Elsewhere (musl, other OSes) this does nothing.
+/// have taken them (mmap 32 MiB, trim 64 MiB on 64-bit; 512 KiB and 1 MiB on 32-bit: per-frame
+/// activations stay on the heap, no page faults per frame) and `malloc_trim(0)` hands back the
+/// free heap pages. Setting them turns glibc's adjustment off for the process. Overlapping loads
+/// share one setting (the last guard restores it). Elsewhere (musl, other OSes) this does nothing.
 pub struct LoadingHeap(());
+
+/// Loads in progress: the thresholds are process-wide, so the first guard sets them and the
+/// last one restores them (the text tower may load while the vision tower does).
+static LOADS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Where glibc's dynamic threshold stops: `DEFAULT_MMAP_THRESHOLD_MAX`, 4 MiB × sizeof(long)
+/// on 64-bit, 512 KiB on 32-bit (mallopt(3)); larger values are refused.
+const MMAP_THRESHOLD_MAX: i32 = if cfg!(target_pointer_width = "64") { 32 << 20 } else { 512 << 10 };
 
 impl LoadingHeap {
     pub fn enter() -> Self {
-        set_malloc_thresholds(128 << 10, 128 << 10);
+        let mut loads = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+        if *loads == 0 {
+            set_malloc_thresholds(128 << 10, 128 << 10);
+        }
+        *loads += 1;
         Self(())
     }
 }
 
 impl Drop for LoadingHeap {
     fn drop(&mut self) {
-        set_malloc_thresholds(32 << 20, 64 << 20);
-        return_freed_heap();
+        let mut loads = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+        *loads -= 1;
+        if *loads == 0 {
+            // glibc's own rule after a free: trim threshold = 2 × mmap threshold
+            set_malloc_thresholds(MMAP_THRESHOLD_MAX, 2 * MMAP_THRESHOLD_MAX);
+            return_freed_heap();
+        }
     }
 }
 
 fn set_malloc_thresholds(mmap: i32, trim: i32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets the allocator's parameters; invalid values are refused (returns 0)
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
+    {
+        // SAFETY: mallopt only sets the allocator's parameters; it returns 0 for a refused value
+        let accepted = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, mmap) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1 };
+        if !accepted {
+            tracing::debug!(mmap, trim, "glibc refused a malloc threshold");
+        }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = (mmap, trim);

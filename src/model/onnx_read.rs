@@ -19,13 +19,14 @@
 //! is both inline and external) is a [`ReadError::Unexpected`]; callers then fall back to tract's
 //! own reader, which gives the file's real error if it has one.
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
 use prost::Message;
-use tract_onnx::data_resolver::{FopenDataResolver, ModelDataResolver};
+use tract_onnx::data_resolver::ModelDataResolver;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
@@ -132,15 +133,16 @@ pub fn read_inference_model(path: &Path) -> TractResult<(InferenceModel, bool)> 
         Ok(lean) => Ok((lean.into_inference_model()?, true)),
         Err(ReadError::Io { path, source }) => bail!("cannot read {}: {source}", path.display()),
         Err(e) => {
-            tracing::debug!(path = %path.display(), "lean ONNX read not possible ({e}); using tract's reader");
+            // memory doubles on this path again: worth seeing in the log
+            tracing::warn!(path = %path.display(), "reading the model with tract's reader, which holds each weight twice while loading: {e}");
             Ok((tract_onnx::onnx().model_for_path(path)?, false))
         }
     }
 }
 
 /// Serves tract's external-data reads of the model file from the handle already open (so the
-/// weights come from the very file the walk read, even if it is replaced meanwhile); other
-/// external files, as a real external-data model names them, are read as tract reads them.
+/// weights come from the very file the walk read, even if it is renamed over meanwhile), with
+/// positional reads (no shared file position).
 pub struct SameFileResolver {
     path: PathBuf,
     file: File,
@@ -148,16 +150,16 @@ pub struct SameFileResolver {
 
 impl ModelDataResolver for SameFileResolver {
     fn read_bytes_from_path(&self, buf: &mut Vec<u8>, p: &Path, offset: usize, length: Option<usize>) -> TractResult<()> {
-        if p != self.path {
-            return FopenDataResolver.read_bytes_from_path(buf, p, offset, length);
-        }
+        // the walk refuses files with external data of their own (they go to tract's reader)
+        ensure!(p == self.path, "external data in {} while reading {}", p.display(), self.path.display());
         let length = length.context("external data without a length")?;
-        buf.try_reserve_exact(length)?;
-        // std's read_to_end fills the reserved capacity without zeroing it first
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset as u64))?;
-        let read = file.take(length as u64).read_to_end(buf)?;
-        ensure!(read == length, "{} ends {} bytes into a {length}-byte weight at {offset}", p.display(), read);
+        // zeroed by the allocator (calloc: fresh pages, no pass over them), then read in place;
+        // the walk took offset and length from the file, so they lie within it
+        let mut data = vec![0u8; length];
+        self.file
+            .read_exact_at(&mut data, offset as u64)
+            .with_context(|| format!("reading {length} bytes at byte {offset} of {}", p.display()))?;
+        *buf = data;
         Ok(())
     }
 }
@@ -235,13 +237,19 @@ impl Walk {
     fn tensor(&mut self, end: u64) -> Result<pb::TensorProto, WalkError> {
         let mut rest = Vec::new();
         let mut raw = None;
+        let mut seen_raw = false;
         while self.pos < end {
             let (field, wire) = self.tag()?;
             if field == TENSOR_RAW_DATA && wire == LEN {
                 let len = self.varint()?;
                 let data_end = self.end_of(len, end)?;
-                if len < self.min_bytes || raw.is_some() {
-                    // small, or a repeated field protobuf would concatenate: keep it inline
+                if raw.is_some() || (seen_raw && len >= self.min_bytes.max(1)) {
+                    // raw_data is singular (the last occurrence wins in protobuf): a file that
+                    // repeats it is left to tract's reader rather than guessed at
+                    return Err(unexpected(format!("a tensor with two raw_data fields at byte {}", self.pos)));
+                }
+                seen_raw = true;
+                if len < self.min_bytes.max(1) {
                     put_varint(&mut rest, field << 3 | wire);
                     put_varint(&mut rest, len);
                     self.copy(len, &mut rest)?;
@@ -256,11 +264,13 @@ impl Walk {
         }
         self.at(end)?;
         let mut tensor = pb::TensorProto::decode(&rest[..])?;
+        let external = Some(pb::tensor_proto::DataLocation::External as i32);
+        if !tensor.external_data.is_empty() || tensor.data_location == external {
+            // a real external-data model: tract's reader resolves its files next to the path
+            // it was given (a symlinked bundle included), so it keeps such files
+            return Err(unexpected(format!("tensor {:?} has external data of its own", tensor.name)));
+        }
         if let Some((offset, len)) = raw {
-            let external = Some(pb::tensor_proto::DataLocation::External as i32);
-            if !tensor.raw_data.is_empty() || !tensor.external_data.is_empty() || tensor.data_location == external {
-                return Err(unexpected(format!("tensor {:?} holds its data in more than one place", tensor.name)));
-            }
             let entry = |key: &str, value: String| pb::StringStringEntryProto { key: key.into(), value };
             tensor.external_data =
                 vec![entry("location", self.location.clone()), entry("offset", offset.to_string()), entry("length", len.to_string())];
@@ -309,6 +319,10 @@ impl Walk {
             let mut byte = [0u8];
             self.r.read_exact(&mut byte)?;
             self.pos += 1;
+            // the 10th byte holds bit 63 only; prost refuses more (encoding/varint.rs)
+            if shift == 63 && byte[0] > 1 {
+                return Err(unexpected(format!("varint overflows 64 bits at byte {}", self.pos)));
+            }
             value |= u64::from(byte[0] & 0x7f) << shift;
             if byte[0] & 0x80 == 0 {
                 return Ok(value);
@@ -485,9 +499,9 @@ mod tests {
     }
 
     #[test]
-    fn real_external_data_still_resolves() {
-        // a model whose first large weight already lives in a separate file (onnx's
-        // save_as_external_data): the walk keeps it, tract reads that file
+    fn a_model_with_its_own_external_data_goes_to_tracts_reader() {
+        // onnx's save_as_external_data: the first large weight in a file of its own, which
+        // tract resolves next to the path it was given
         let dir = tempfile::tempdir().unwrap();
         let mut proto = plain(Path::new(FIXTURES[0]));
         let t = proto.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.raw_data.len() > 1024).unwrap();
@@ -498,9 +512,69 @@ mod tests {
         t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
         let path = dir.path().join("model.onnx");
         std::fs::write(&path, proto.encode_to_vec()).unwrap();
-        let lean = LeanModel::read_with(&path, 1).unwrap().into_inference_model().unwrap();
-        let a = run(lean, pixels(224));
+        assert!(matches!(LeanModel::read_with(&path, 1), Err(ReadError::Unexpected(_))));
+        let (model, lean) = read_inference_model(&path).unwrap();
+        assert!(!lean);
         let b = run(tract_onnx::onnx().model_for_path(FIXTURES[0]).unwrap(), pixels(224));
-        assert_eq!(a, b);
+        assert_eq!(run(model, pixels(224)), b);
+    }
+
+    #[test]
+    fn the_default_threshold_keeps_small_weights_inline() {
+        for f in FIXTURES {
+            let path = Path::new(f);
+            let expected = plain(path);
+            let large =
+                expected.graph.as_ref().unwrap().initializer.iter().filter(|t| t.raw_data.len() as u64 >= EXTERNAL_MIN_BYTES).count();
+            let lean = LeanModel::read(path).unwrap();
+            assert_eq!(lean.external_tensors, large, "{f}");
+            assert!(default_location(inlined(&lean, path)) == default_location(expected), "{f}");
+        }
+    }
+
+    fn field(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
+        put_varint(out, number << 3 | LEN);
+        put_varint(out, payload.len() as u64);
+        out.extend_from_slice(payload);
+    }
+
+    /// A model whose one initializer is `tensor` (wire bytes), written to a file.
+    fn model_file(dir: &Path, tensor: &[u8]) -> PathBuf {
+        let (mut graph, mut model) = (Vec::new(), Vec::new());
+        field(&mut graph, GRAPH_INITIALIZER, tensor);
+        field(&mut model, MODEL_GRAPH, &graph);
+        let path = dir.join("m.onnx");
+        std::fs::write(&path, model).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_protobuf_would_read_differently_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = pb::TensorProto { dims: vec![4], data_type: 1, name: "w".into(), ..Default::default() }.encode_to_vec();
+        // raw_data twice: protobuf keeps the last one; so must we, or refuse
+        for second in [&[][..], &[0u8; 16][..]] {
+            let mut t = head.clone();
+            field(&mut t, TENSOR_RAW_DATA, &[1u8; 16]);
+            field(&mut t, TENSOR_RAW_DATA, second);
+            let path = model_file(dir.path(), &t);
+            assert!(pb::ModelProto::decode(&std::fs::read(&path).unwrap()[..]).is_ok());
+            assert!(
+                matches!(LeanModel::read_with(&path, 1), Err(ReadError::Unexpected(_))),
+                "second raw_data of {} bytes",
+                second.len()
+            );
+        }
+        // an empty raw_data is never made external (tract would read it as absent)
+        let mut t = head.clone();
+        field(&mut t, TENSOR_RAW_DATA, &[]);
+        let lean = LeanModel::read_with(&model_file(dir.path(), &t), 0).unwrap();
+        assert_eq!(lean.external_tensors, 0);
+        // a varint overflowing 64 bits, which prost refuses
+        let mut t = head.clone();
+        t.extend_from_slice(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]);
+        let path = model_file(dir.path(), &t);
+        assert!(pb::ModelProto::decode(&std::fs::read(&path).unwrap()[..]).is_err());
+        assert!(matches!(LeanModel::read_with(&path, 1), Err(ReadError::Unexpected(_))));
     }
 }
