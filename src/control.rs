@@ -133,7 +133,7 @@ impl Controls {
             let mut warned = false;
             while rx.recv().is_ok() {
                 let Some(me) = weak.upgrade() else { return };
-                match me.save() {
+                match me.flush() {
                     Ok(()) => warned = false,
                     Err(e) if !warned => {
                         warned = true;
@@ -150,15 +150,11 @@ impl Controls {
         me
     }
 
-    /// Writes what is unsaved now, on the caller's thread: the daemon's stop path calls it, so
-    /// a change made just before a restart is not left to the writer thread (which a busy CPU
-    /// may not have scheduled yet). Errors: the state directory's write error.
+    /// Writes the snapshot if something changed since the last write, on the caller's thread.
+    /// The writer thread calls it after each change, and so does the daemon's stop path, so a
+    /// change made just before a restart is not left to that thread (which a busy CPU may not
+    /// have scheduled yet). Errors: the state directory's write error.
     pub fn flush(&self) -> Result<(), crate::state::StateError> {
-        self.save()
-    }
-
-    /// Writes the snapshot if something changed since the last write.
-    fn save(&self) -> Result<(), crate::state::StateError> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let Some(state) = state.as_ref() else { return Ok(()) };
         if !self.unsaved.swap(false, Ordering::AcqRel) {

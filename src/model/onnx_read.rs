@@ -131,7 +131,7 @@ impl LeanModel {
 pub fn read_inference_model(path: &Path) -> TractResult<(InferenceModel, bool)> {
     match LeanModel::read(path) {
         Ok(lean) => Ok((lean.into_inference_model()?, true)),
-        Err(ReadError::Io { path, source }) => bail!("cannot read {}: {source}", path.display()),
+        Err(e @ ReadError::Io { .. }) => Err(e.into()),
         Err(e) => {
             // memory doubles on this path again: worth seeing in the log
             tracing::warn!(path = %path.display(), "reading the model with tract's reader, which holds each weight twice while loading: {e}");
