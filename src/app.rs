@@ -167,7 +167,7 @@ fn bench(a: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&m)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let precisions = if a.precision.is_empty() { bundle.precisions(crate::model::Tower::Vision) } else { a.precision };
+    let precisions = if a.precision.is_empty() { bench::default_precisions(&bundle) } else { a.precision };
     let threads = if a.threads.is_empty() {
         let cores = bench::cores();
         let mut t: Vec<usize> = [1, 2, 4, 8].into_iter().filter(|&n| n < cores).collect();

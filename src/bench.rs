@@ -242,6 +242,14 @@ pub fn timing_input(s: usize) -> Vec<f32> {
     (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect()
 }
 
+/// What `siglipd bench` times when not told: every precision the bundle has, fp16 only where
+/// the CPU has fp16 arithmetic (tract-linalg's ISA probe, `TRACT_CPU_ISA` edits included);
+/// elsewhere tract emulates f16 and the form is several times slower than fp32.
+pub fn default_precisions(bundle: &Bundle) -> Vec<Precision> {
+    let native_f16 = tract_linalg::isa::native().fp16_arithmetic();
+    bundle.precisions(Tower::Vision).into_iter().filter(|&p| p != Precision::Fp16 || native_f16).collect()
+}
+
 pub struct BenchOptions {
     pub model: PathBuf,
     pub precisions: Vec<Precision>,
@@ -287,9 +295,10 @@ pub fn choose(ms: &[Measurement]) -> Option<&Measurement> {
 pub fn auto_choice(bundle: &Bundle, m: &Measurement) -> anyhow::Result<AutoChoice> {
     let mut shas = std::collections::BTreeMap::new();
     for p in bundle.precisions(Tower::Vision) {
-        let f = bundle.manifest.vision.files.get(p.as_str()).expect("listed precision has a file");
+        // keyed by file (fp16 runs the fp32 file), as `auto::saved_choice` checks them
+        let f = bundle.manifest.vision.files.get(p.file_key()).expect("listed precision has a file");
         let sha = bundle.file_sha256(f)?;
-        shas.insert(p.as_str().to_string(), sha);
+        shas.insert(p.file_key().to_string(), sha);
     }
     Ok(AutoChoice {
         precision: m.precision,
@@ -430,6 +439,34 @@ mod tests {
         assert_eq!(arm_flops_per_cycle("0xd4b").map(|(f, _)| f), Some(16.0));
         assert_eq!(arm_flops_per_cycle("0xd08"), None, "Cortex-A72: peak not claimed");
         assert_eq!(arm_flops_per_cycle("0x999"), None);
+    }
+
+    /// What `bench --save` writes for each form is what `auto` then accepts: fp16 runs the fp32
+    /// file, so its choice is bound to that file's sha256 (a key per precision would name no file).
+    #[test]
+    fn a_saved_choice_of_every_form_is_taken_by_auto() {
+        use crate::model::{auto::resolve, PrecisionChoice};
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+        let dir = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+        }
+        let bundle = Bundle::open(dir.path()).unwrap();
+        assert_eq!(bundle.precisions(Tower::Vision), [Precision::Fp32, Precision::Int8, Precision::Fp16]);
+        assert_eq!(bundle.precisions(Tower::Text), [Precision::Fp32, Precision::Int8], "fp16 is for the vision tower only");
+        assert_eq!(
+            bundle.model_file(Tower::Vision, Precision::Fp16).unwrap(),
+            bundle.model_file(Tower::Vision, Precision::Fp32).unwrap()
+        );
+        assert!(bundle.model_file(Tower::Text, Precision::Fp16).is_err());
+        for p in [Precision::Fp16, Precision::Int8] {
+            let choice = auto_choice(&bundle, &m(p, 1, 10.0)).unwrap();
+            std::fs::write(dir.path().join(AUTO_FILE), serde_json::to_string(&choice).unwrap()).unwrap();
+            assert_eq!(resolve(&bundle, Tower::Vision, PrecisionChoice::Auto).unwrap().0, p);
+            assert_eq!(resolve(&bundle, Tower::Text, PrecisionChoice::Auto).unwrap().0, Precision::Fp32);
+        }
+        assert_eq!("fp16".parse::<PrecisionChoice>(), Ok(PrecisionChoice::Fixed(Precision::Fp16)));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub struct BenchArgs {
     /// Model bundle directory (with siglip.json)
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Precisions to time (default: every one the bundle has)
+    /// Precisions to time (default: every one the bundle has; fp16 only on CPUs with fp16 arithmetic)
     #[arg(long, value_delimiter = ',', value_parser = parse_fixed_precision)]
     pub precision: Vec<crate::model::Precision>,
     /// Thread counts to time, e.g. 1,2,4 (default: 1, 2, 4 … up to the core count)
@@ -206,7 +206,7 @@ pub struct BenchArgs {
 fn parse_fixed_precision(s: &str) -> Result<crate::model::Precision, String> {
     match s.parse::<PrecisionChoice>()? {
         PrecisionChoice::Fixed(p) => Ok(p),
-        PrecisionChoice::Auto => Err("name a precision (fp32 or int8), not auto".into()),
+        PrecisionChoice::Auto => Err("name a precision (fp32, int8 or fp16), not auto".into()),
     }
 }
 
@@ -302,7 +302,7 @@ pub struct ClassifyArgs {
     /// Prompt template; `{}` is replaced by each label
     #[arg(long, default_value = DEFAULT_TEMPLATE)]
     pub template: String,
-    /// Vision tower precision: fp32, int8, or auto (the fastest on this CPU)
+    /// Vision tower precision: fp32, int8, fp16, or auto (the fastest parity-checked one on this CPU)
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     pub precision: PrecisionChoice,
     /// Print one JSON document on stdout instead of a table

@@ -202,6 +202,6 @@ pub fn example_jpeg(img: &image::RgbImage) -> Option<Vec<u8>> {
 /// sha256 of a bundle's vision tower file at `precision` (manifest checksum, else the file's),
 /// without loading it; empty if it cannot be read. See [`Engine::vision_sha256`].
 pub fn vision_sha256_of(bundle: &Bundle, precision: Precision) -> String {
-    let file = bundle.tower_spec(Tower::Vision).and_then(|s| s.files.get(precision.as_str())).cloned();
+    let file = bundle.tower_spec(Tower::Vision).and_then(|s| s.files.get(precision.file_key())).cloned();
     file.and_then(|f| bundle.file_sha256(&f).ok()).unwrap_or_default()
 }

@@ -84,7 +84,7 @@ async fn page_info_and_health() {
     assert!(!html.contains("https://"), "the page must not load anything from the internet");
     let (s, info, _) = send(&app, Request::get("/api/info").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(info["precisions"], serde_json::json!(["fp32", "int8"]));
+    assert_eq!(info["precisions"], serde_json::json!(["fp32", "int8", "fp16"]));
     assert_eq!(info["default_precision"], "fp32");
     let (s, _, body) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((s, body.as_str()), (StatusCode::OK, "ok\n"));

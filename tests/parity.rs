@@ -359,6 +359,34 @@ fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
     eprintln!("worst static int8 cosine: {worst:.5}");
 }
 
+/// The fp16 form (the fp32 file through tract's `f32_to_f16` at load) stays within the parity
+/// gate against the transformers goldens, and runs on f16 kernels where the CPU has fp16
+/// arithmetic: `cross/aarch64.sh` states FEAT_FP16 for `-cpu cortex-a76` with
+/// `TRACT_CPU_ISA=+fp16` (qemu-user 7.2 shows the host's /proc/cpuinfo, where tract looks) and
+/// sets SIGLIPD_EXPECT_FP16_KERNEL; on x86 and cortex-a72 tract converts around f32 kernels.
+#[test]
+fn fp16_runs_the_fp32_file_within_the_parity_gate() {
+    let g = golden();
+    let b = bundle();
+    assert!(b.precisions(siglipd::model::Tower::Vision).contains(&Precision::Fp16));
+    let mut fp16 = VisionEncoder::load(&b, Precision::Fp16).unwrap();
+    let kernels = fp16.kernels();
+    eprintln!("fp16 kernels: {kernels:?}");
+    if let Ok(expected) = std::env::var("SIGLIPD_EXPECT_FP16_KERNEL") {
+        assert!(kernels.contains(&expected), "expected {expected} among {kernels:?}");
+    }
+    let mut worst = 1f32;
+    for img in &g.images {
+        let pixels = read_npy(&fixtures().join("golden").join(&img.pixels));
+        let e = fp16.embed_raw(&pixels).unwrap();
+        assert!(e.iter().all(|x| x.is_finite()), "{}: fp16 embedding has non-finite values", img.file);
+        let c = cosine(&e, &img.image_embeds);
+        worst = worst.min(c);
+        assert!(c >= 0.999, "{}: fp16 cosine {c} against the fp32 reference", img.file);
+    }
+    eprintln!("worst fp16 cosine: {worst:.5}");
+}
+
 /// The exporter writes SigLIP's tanh GELU as one ONNX `Gelu(approximate="tanh")` (opset 20),
 /// which tract runs as its fused element-wise GeluApproximate: the plan holds one per encoder
 /// MLP (plus the head's) and no leftover `tanh` chain (docs/profile-int8.md, "GELU").

@@ -45,6 +45,10 @@ pub enum ModelError {
 pub enum Precision {
     Fp32,
     Int8,
+    /// The fp32 file run in half precision: tract's `f32_to_f16` transform at load (vision
+    /// tower only). Fast only where the CPU has fp16 arithmetic (ARMv8.2 FEAT_FP16: Cortex-A55,
+    /// A75, A76 as in the Pi 5, A78 as in Jetson Orin); elsewhere tract emulates it, slowly.
+    Fp16,
 }
 
 impl Precision {
@@ -52,6 +56,16 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Int8 => "int8",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// The manifest's `files` key of the ONNX file this precision runs: fp16 is made from the
+    /// fp32 file at load, so it has no file of its own.
+    pub fn file_key(self) -> &'static str {
+        match self {
+            Precision::Fp16 => Precision::Fp32.as_str(),
+            p => p.as_str(),
         }
     }
 }
@@ -75,8 +89,9 @@ impl FromStr for PrecisionChoice {
         match s {
             "fp32" => Ok(Self::Fixed(Precision::Fp32)),
             "int8" => Ok(Self::Fixed(Precision::Int8)),
+            "fp16" => Ok(Self::Fixed(Precision::Fp16)),
             "auto" => Ok(Self::Auto),
-            other => Err(format!("unknown precision {other:?} (expected fp32, int8 or auto)")),
+            other => Err(format!("unknown precision {other:?} (expected fp32, int8, fp16 or auto)")),
         }
     }
 }
@@ -252,11 +267,19 @@ impl Bundle {
         }
     }
 
+    /// The precisions `tower` can run at: one per file in the manifest, plus fp16 for the
+    /// vision tower wherever it has an fp32 file (see [`Precision::Fp16`]).
     pub fn precisions(&self, tower: Tower) -> Vec<Precision> {
         let Some(spec) = self.spec(tower) else {
             return vec![];
         };
-        [Precision::Fp32, Precision::Int8].into_iter().filter(|p| spec.files.contains_key(p.as_str())).collect()
+        let mut ps: Vec<Precision> =
+            [Precision::Fp32, Precision::Int8].into_iter().filter(|p| spec.files.contains_key(p.as_str())).collect();
+        // the vision tower only: label embeddings are computed once, where exactness matters more
+        if tower == Tower::Vision && ps.contains(&Precision::Fp32) {
+            ps.push(Precision::Fp16);
+        }
+        ps
     }
 
     pub fn has_text(&self) -> bool {
@@ -325,12 +348,12 @@ impl Bundle {
     /// Path of a tower's model file after checking its sha256 against the manifest.
     pub fn model_file(&self, tower: Tower, precision: Precision) -> Result<PathBuf, ModelError> {
         let spec = self.spec(tower).ok_or_else(|| ModelError::PrecisionUnavailable { precision, tower, available: "none".into() })?;
-        let name = spec.files.get(precision.as_str()).ok_or_else(|| ModelError::PrecisionUnavailable {
-            precision,
-            tower,
-            available: list(&self.precisions(tower)),
-        })?;
-        let path = self.require_file(name, &format!("{tower}.files.{precision}"))?;
+        let name = spec
+            .files
+            .get(precision.file_key())
+            .filter(|_| self.precisions(tower).contains(&precision))
+            .ok_or_else(|| ModelError::PrecisionUnavailable { precision, tower, available: list(&self.precisions(tower)) })?;
+        let path = self.require_file(name, &format!("{tower}.files.{}", precision.file_key()))?;
         self.verify(name, &path)?;
         Ok(path)
     }

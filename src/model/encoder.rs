@@ -30,6 +30,8 @@ struct Encoder {
     path: PathBuf,
     tower: Tower,
     dim: usize,
+    /// What the plan takes: f32, or f16 at [`Precision::Fp16`] (the caller's f32 is cast).
+    input_dt: DatumType,
 }
 
 impl Encoder {
@@ -55,7 +57,8 @@ impl Encoder {
         // shapes stored in the file for intermediate values may carry a symbolic batch (e.g.
         // after onnxruntime quantization) that contradicts our concrete input: let tract infer them
         forget_intermediate_shapes(&mut model).map_err(load)?;
-        let model = model.with_input_fact(0, input_fact).and_then(|m| m.into_optimized()).map_err(load)?;
+        let model = optimize(model, input_fact, precision).map_err(load)?;
+        let input_dt = model.input_fact(0).map_err(load)?.datum_type;
         let out_shape = model.output_fact(0).map_err(load)?.shape.as_concrete().map(|s| s.to_vec());
         let dim = bundle.manifest.embed_dim;
         if out_shape.as_deref() != Some(&[1, dim][..]) {
@@ -66,7 +69,7 @@ impl Encoder {
         }
         let state = model.into_runnable().and_then(|p| p.spawn()).map_err(load)?;
         drop(heap);
-        Ok(Self { state, path, tower, dim })
+        Ok(Self { state, path, tower, dim, input_dt })
     }
 
     /// Multiply-accumulates per run, from tract's cost model of the optimized graph.
@@ -154,12 +157,33 @@ impl Encoder {
 
     fn run(&mut self, input: Tensor) -> Result<Vec<f32>, ModelError> {
         let fail = |e: TractError| ModelError::Inference { tower: self.tower, reason: format!("{e:#}") };
+        let input = match input.datum_type() == self.input_dt {
+            true => input,
+            false => input.cast_to_dt(self.input_dt).map_err(fail)?.into_owned(),
+        };
         let out = self.state.run(tvec!(input.into())).map_err(fail)?;
-        let plain = out[0].try_as_plain_ram().map_err(fail)?;
+        let out = out[0].cast_to::<f32>().map_err(fail)?;
+        let plain = out.try_as_plain_ram().map_err(fail)?;
         let view = plain.as_slice::<f32>().map_err(fail)?;
         debug_assert_eq!(view.len(), self.dim);
         Ok(view.to_vec())
     }
+}
+
+/// Typed, decluttered and optimized for this CPU. At [`Precision::Fp16`] every float op and
+/// constant is switched to half precision between decluttering and optimizing (tract-core's
+/// `f32_to_f16` transform, `tract_core::floats`), so the optimizer picks tract's f16 kernels
+/// (`arm64fp16_mmm_f16_*` where the CPU has FEAT_FP16); the input and output become f16.
+fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precision) -> TractResult<TypedModel> {
+    let model = model.with_input_fact(0, input_fact)?;
+    if precision != Precision::Fp16 {
+        return model.into_optimized();
+    }
+    let mut typed = model.into_typed()?.into_decluttered()?;
+    let to_f16 = tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
+        .ok_or_else(|| TractError::msg("this tract has no f32_to_f16 transform"))?;
+    to_f16.transform(&mut typed)?;
+    typed.into_optimized()
 }
 
 /// Checks the ONNX graph against the manifest before tract's shape inference, so that a wrong
