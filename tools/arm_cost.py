@@ -72,8 +72,67 @@ def plugin(work: Path) -> Path:
     return so
 
 
-def count(so: Path, binary: Path, cpu: str, model: Path, precision: str, runs: int) -> tuple[int, dict]:
-    """Instructions executed by one `siglipd bench --one` run, and its measurement JSON."""
+def demangle(name: str) -> str:
+    """Rust's legacy mangling (`_ZN4core3ptr13drop_in_place17h…E`) as `core::ptr::drop_in_place`."""
+    if not (name.startswith("_ZN") and name.endswith("E")):
+        return name
+    parts, rest = [], name[3:-1]
+    while rest and rest[0].isdigit():
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        n = int(rest[:digits])
+        parts.append(rest[digits:digits + n])
+        rest = rest[digits + n:]
+    if parts and parts[-1].startswith("h") and len(parts[-1]) == 17:
+        parts.pop()  # the hash
+    text = "::".join(parts)
+    for code, ch in (("$LT$", "<"), ("$GT$", ">"), ("$u7b$", "{"), ("$u7d$", "}"), ("$C$", ","), ("$u20$", " "), ("$RF$", "&"), ("..", "::")):
+        text = text.replace(code, ch)
+    return text
+
+
+class SymbolTable:
+    """The guest binary's functions by address (`aarch64-linux-gnu-nm`), for the blocks qemu's own
+    lookup leaves unnamed: assembly without an ELF size, like tract's kernels."""
+
+    LIBS = "(shared libraries: libc, libm, libgcc)"
+
+    def __init__(self, binary: Path):
+        nm = "aarch64-linux-gnu-nm" if subprocess.run(["which", "aarch64-linux-gnu-nm"], capture_output=True).returncode == 0 else "nm"
+        out = subprocess.run([nm, "-n", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout
+        self.addrs, self.names, self.by_name = [], [], {}
+        for line in out.splitlines():
+            parts = line.split(maxsplit=2)
+            # local labels of assembly (`.packed_packed_loop_4`) and mapping symbols (`$x`) are
+            # places inside a function, not functions
+            if len(parts) == 3 and parts[1] in "tTwW" and not parts[2].startswith((".", "$")):
+                self.addrs.append(int(parts[0], 16))
+                self.names.append(parts[2])
+                self.by_name.setdefault(parts[2], int(parts[0], 16))
+        self.end = self.addrs[-1] + (1 << 20) if self.addrs else 0
+        self.bias = None
+
+    def learn_bias(self, named: list[tuple[int, str]]) -> None:
+        """The load address (PIE): the most common offset between a named block and its symbol."""
+        votes = {}
+        for vaddr, name in named:
+            if name in self.by_name:
+                d = vaddr - self.by_name[name]
+                votes[d] = votes.get(d, 0) + 1
+        self.bias = max(votes, key=votes.get) if votes else 0
+
+    def name(self, vaddr: int) -> str:
+        import bisect
+
+        a = vaddr - (self.bias or 0)
+        i = bisect.bisect_right(self.addrs, a) - 1
+        if i < 0 or a >= self.end:
+            return self.LIBS
+        return self.names[i]
+
+
+def count(so: Path, binary: Path, cpu: str, model: Path, precision: str, runs: int, table: SymbolTable) -> tuple[int, dict, dict]:
+    """Instructions executed by one `siglipd bench --one` run, its measurement JSON and the
+    instructions per guest function (demangled)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "count"
         cmd = ["qemu-aarch64", "-cpu", cpu, "-plugin", f"{so},out={out}", str(binary), "-q", "bench", "--one",
@@ -82,8 +141,19 @@ def count(so: Path, binary: Path, cpu: str, model: Path, precision: str, runs: i
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if r.returncode != 0:
             sys.exit(f"arm_cost: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr.strip()}")
-        fields = out.read_text().split()
-        return int(fields[1]), json.loads(r.stdout)
+        lines = out.read_text().splitlines()
+        total = int(lines[0].split()[1])
+        named, unnamed = [], []
+        for line in lines[1:]:
+            kind, n, vaddr, *name = line.split(" ", 3)
+            (named if kind == "sym" else unnamed).append((int(n), int(vaddr, 16), name[0] if name else None))
+        if table.bias is None:
+            table.learn_bias([(v, name) for _, v, name in named])
+        per_symbol = {}
+        for n, vaddr, name in named + unnamed:
+            key = demangle(name or table.name(vaddr))
+            per_symbol[key] = per_symbol.get(key, 0) + n
+        return total, json.loads(r.stdout), per_symbol
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -103,17 +173,21 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32,fp16,int8", help="forms of --model to count")
     ap.add_argument("--binary", type=Path, default=ROOT / "target/cross/aarch64-unknown-linux-gnu/release/siglipd")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--symbols", type=int, default=8, help="functions to list per form (instructions per image)")
     a = ap.parse_args()
     if not a.binary.exists():
         sys.exit(f"arm_cost: no {a.binary}: build it with `sudo bash cross/aarch64.sh --build-only`")
     so = plugin(ROOT / "target/arm-cost")
+    table = SymbolTable(a.binary)
     jobs = [(a.model, p) for p in a.precision.split(",")] + [(m, "int8") for m in a.int8_model]
     rows = []
     for cpu in a.cpu.split(","):
         reference = None
         for model, precision in jobs:
-            one, m1 = count(so, a.binary, cpu, model, precision, 1)
-            two, _ = count(so, a.binary, cpu, model, precision, 2)
+            one, m1, s1 = count(so, a.binary, cpu, model, precision, 1, table)
+            two, _, s2 = count(so, a.binary, cpu, model, precision, 2, table)
+            per_symbol = {k: s2.get(k, 0) - s1.get(k, 0) for k in s2}
+            top = sorted(per_symbol.items(), key=lambda kv: -kv[1])[: a.symbols]
             if precision == "fp32" and model == a.model:
                 reference = m1["probe"]
             form = json.loads((model / "siglip.json").read_text())["vision"].get("int8_form") if precision == "int8" else None
@@ -128,6 +202,7 @@ def main() -> None:
                 "kernels": m1["kernels"],
                 "cos_vs_fp32": worst_cosine(m1["probe"], reference) if reference else None,
                 "tract_cpu_isa": CPU_ENV[cpu].get("TRACT_CPU_ISA"),
+                "top_symbols": [{"symbol": k, "insns_per_image": v} for k, v in top],
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -139,6 +214,11 @@ def main() -> None:
         form = r["precision"] + (f" ({r['int8_form']})" if r["int8_form"] else "")
         cos = f"{r['cos_vs_fp32']:.5f}" if r["cos_vs_fp32"] is not None else "–"
         print(f"| {r['cpu']} | {form} | {r['insns_per_image'] / 1e9:.2f} | {ratio} | {r['macs'] / r['insns_per_image']:.1f} | {cos} | {', '.join(r['kernels'])} |")
+    for r in rows:
+        form = r["precision"] + (f" ({r['int8_form']})" if r["int8_form"] else "")
+        print(f"\n{r['cpu']}, {form}: where the instructions of one image go")
+        for t in r["top_symbols"]:
+            print(f"  {t['insns_per_image'] / r['insns_per_image']:6.1%}  {t['symbol']}")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1) + "\n")
 

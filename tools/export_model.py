@@ -804,7 +804,7 @@ def give_trained_like_affines(model) -> None:
                 mod.in_proj_bias.copy_(0.02 * torch.randn_like(mod.in_proj_bias))
 
 
-def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path) -> None:
+def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path, layers: int | None = None) -> None:
     import numpy as np
     import torch
     from transformers import SiglipConfig, SiglipModel, SiglipTokenizer
@@ -824,6 +824,8 @@ def make_random_checkpoint(size: str, seed: int, ckpt_dir: Path) -> None:
                       num_hidden_layers=2, num_attention_heads=2)
     else:  # base == SiglipConfig() defaults == siglip-base-patch16-224 dims
         text, vision = dict(vocab_size=32000), dict()
+    if layers is not None:  # fewer encoder layers of the same shape (tools/arm_cost.py's stand-in)
+        text["num_hidden_layers"] = vision["num_hidden_layers"] = layers
     text.update(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
     config = SiglipConfig(text_config=text, vision_config=vision)
     torch.manual_seed(seed)
@@ -1114,12 +1116,20 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
     return {"manifest": manifest, "results": results}
 
 
+def random_source(args) -> str:
+    layers = f":layers={args.layers}" if args.layers is not None else ""
+    return f"random:{args.random}:seed={args.seed}{layers}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Export a SigLIP checkpoint to a siglipd bundle.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="src", metavar="MODEL", help="HF model id or local save_pretrained directory")
     src.add_argument("--random", choices=["tiny", "base"], help="build a random-weight model instead")
     ap.add_argument("--seed", type=int, default=0, help="torch seed for --random (default 0)")
+    ap.add_argument("--layers", type=int, help="with --random: encoder layers per tower (default: the size's own, 12 "
+                    "at base); every layer keeps the size's shape, so --random base --layers 1 is a base-width "
+                    "stand-in cheap enough to run under qemu (tools/arm_cost.py)")
     ap.add_argument("--out", required=True, help="bundle output directory")
     ap.add_argument("--checkpoint-out", help="with --random: keep the generated checkpoint here")
     ap.add_argument("--int8-form", choices=["weight-only", "dynamic", "static"], default="weight-only",
@@ -1135,6 +1145,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.checkpoint_out and not args.random:
         ap.error("--checkpoint-out only makes sense with --random")
+    if args.layers is not None and (not args.random or args.layers < 1):
+        ap.error("--layers needs --random and at least 1")
 
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -1151,13 +1163,13 @@ def main(argv=None) -> int:
                 ckpt = Path(args.checkpoint_out)
                 if ckpt.exists():
                     shutil.rmtree(ckpt)
-                make_random_checkpoint(args.random, args.seed, ckpt)
-                export_bundle(ckpt, Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form,
+                make_random_checkpoint(args.random, args.seed, ckpt, args.layers)
+                export_bundle(ckpt, Path(args.out), random_source(args), args.int8_form,
                               args.graph_shape)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
-                    make_random_checkpoint(args.random, args.seed, Path(tmp))
-                    export_bundle(Path(tmp), Path(args.out), f"random:{args.random}:seed={args.seed}", args.int8_form,
+                    make_random_checkpoint(args.random, args.seed, Path(tmp), args.layers)
+                    export_bundle(Path(tmp), Path(args.out), random_source(args), args.int8_form,
                                   args.graph_shape)
         else:
             ckpt = resolve_source(args.src)

@@ -326,6 +326,17 @@ impl VisionEncoder {
         &self.enc.path
     }
 
+    /// A second encoder on the same optimized plan: the weights are shared (one `Arc`), only
+    /// the execution state is new, so two threads can embed two images at once for the memory
+    /// of one model plus activations (`examples/throughput.rs` measures what that gives).
+    pub fn fork(&self) -> Result<Self, ModelError> {
+        let state =
+            self.enc.state.plan().spawn().map_err(|e| ModelError::Load { path: self.enc.path.clone(), reason: format!("{e:#}") })?;
+        let enc =
+            Encoder { state, path: self.enc.path.clone(), tower: self.enc.tower, dim: self.enc.dim, input_dt: self.enc.input_dt };
+        Ok(Self { enc, size: self.size, precision: self.precision })
+    }
+
     /// Multiply-accumulates per image (tract's cost model).
     pub fn macs(&self) -> u64 {
         self.enc.macs()
