@@ -147,7 +147,7 @@ fn manifest_that_disagrees_with_the_onnx_is_caught() {
 #[test]
 fn unknown_precision_and_missing_int8_are_clear() {
     let i = img("chelsea.png");
-    let o = siglipd(&["classify", "--model", &tiny(), "--labels", "cat", "--precision", "fp16", &i]);
+    let o = siglipd(&["classify", "--model", &tiny(), "--labels", "cat", "--precision", "bf16", &i]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown precision"), "{}", stderr(&o));
 
@@ -158,7 +158,17 @@ fn unknown_precision_and_missing_int8_are_clear() {
     let d = dir.path().display().to_string();
     let o = siglipd(&["classify", "--model", &d, "--labels", "cat", "--precision", "int8", &i]);
     assert_eq!(o.status.code(), Some(78));
-    assert!(stderr(&o).contains("no int8 vision model (it has: fp32)"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no int8 vision model (it has: fp32, fp16)"), "{}", stderr(&o));
+
+    // fp16 is made from the fp32 file: without one there is no fp16 either
+    let dir = bundle_copy();
+    edit_manifest(dir.path(), |v| {
+        v["vision"]["files"].as_object_mut().unwrap().remove("fp32");
+    });
+    let d = dir.path().display().to_string();
+    let o = siglipd(&["classify", "--model", &d, "--labels", "cat", "--precision", "fp16", &i]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("no fp16 vision model (it has: int8)"), "{}", stderr(&o));
 }
 
 #[test]

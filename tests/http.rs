@@ -136,7 +136,7 @@ async fn bad_input_is_a_clear_4xx_and_the_server_keeps_serving() {
         (vec![("image", &good), ("labels", thousand.as_bytes())], StatusCode::BAD_REQUEST, "too many labels: 1000"),
         (vec![("labels", b"cat")], StatusCode::BAD_REQUEST, "no image uploaded"),
         (vec![("image", &good), ("labels", b"cat"), ("template", b"no placeholder")], StatusCode::BAD_REQUEST, "placeholder"),
-        (vec![("image", &good), ("labels", b"cat"), ("precision", b"fp16")], StatusCode::BAD_REQUEST, "unknown precision"),
+        (vec![("image", &good), ("labels", b"cat"), ("precision", b"bf16")], StatusCode::BAD_REQUEST, "unknown precision"),
         (vec![("image", &big), ("labels", b"cat")], StatusCode::PAYLOAD_TOO_LARGE, ""),
     ];
     for (fields, status, needle) in cases {

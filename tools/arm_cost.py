@@ -23,13 +23,20 @@ product it reads from the auxiliary vector, which qemu does emulate. So on corte
 script states fp16 with `TRACT_CPU_ISA=+fp16` (the emulated CPU has it); the kernels tract
 picked are printed beside every count.
 
-    .venv/bin/python tools/arm_cost.py --model b2-shaped --int8-model b2-static --int8-model b2-dynamic
+    .venv/bin/python tools/arm_cost.py --model l1-shaped --int8-model l1-static --json l1.json
+
+A base-size image takes minutes per form under qemu (TCG emulates every float operation in
+software), so the counts come from base-width stand-ins with 1 and 2 encoder layers
+(`export_model.py --random base --layers 1`), extrapolated to SigLIP base's 12 layers:
+
+    .venv/bin/python tools/arm_cost.py --extrapolate l1.json:1 l2.json:2 --to-layers 12
 """
 import argparse
 import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -74,6 +81,7 @@ def plugin(work: Path) -> Path:
 
 def demangle(name: str) -> str:
     """Rust's legacy mangling (`_ZN4core3ptr13drop_in_place17h…E`) as `core::ptr::drop_in_place`."""
+    name = re.sub(r"\.llvm\.\d+$", "", name)  # LLVM's suffix on a function it cloned locally
     if not (name.startswith("_ZN") and name.endswith("E")):
         return name
     parts, rest = [], name[3:-1]
@@ -165,9 +173,40 @@ def worst_cosine(probe: list, reference: list) -> float:
     return min(cosine(a, b) for a, b in zip(probe, reference))
 
 
+def extrapolate(specs: list[str], layers: int) -> None:
+    """Counts of two stand-ins that differ only in encoder layers (`export_model.py --random base
+    --layers a` and `--layers b`, same seed) give the cost of one layer, (B − A) / (b − a), and
+    of everything else (patch embedding, MAP head, loading-free per-image overhead), A − a·layer:
+    the model with `layers` layers is then A + (layers − a)·layer. Prints the form ratios of that."""
+    (path_a, la), (path_b, lb) = [(Path(p), int(n)) for p, n in (spec.rsplit(":", 1) for spec in specs)]
+    rows_a, rows_b = json.loads(path_a.read_text()), json.loads(path_b.read_text())
+    key = lambda r: (r["cpu"], r["precision"], r["int8_form"])  # noqa: E731
+    b_by_key = {key(r): r for r in rows_b}
+    out = []
+    for ra in rows_a:
+        rb = b_by_key.get(key(ra))
+        if rb is None:
+            continue
+        per_layer = (rb["insns_per_image"] - ra["insns_per_image"]) / (lb - la)
+        macs_per_layer = (rb["macs"] - ra["macs"]) / (lb - la)
+        out.append({**ra, "insns_per_image": ra["insns_per_image"] + (layers - la) * per_layer,
+                    "macs": ra["macs"] + (layers - la) * macs_per_layer, "insns_per_layer": per_layer})
+    print(f"extrapolated to {layers} layers from {la} and {lb} ({path_a}, {path_b})")
+    print("| CPU | form | G instructions / image | vs fp32 | per layer vs fp32 | MAC / instruction |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in out:
+        fp32 = next(x for x in out if x["cpu"] == r["cpu"] and x["precision"] == "fp32")
+        form = r["precision"] + (f" ({r['int8_form']})" if r["int8_form"] else "")
+        print(f"| {r['cpu']} | {form} | {r['insns_per_image'] / 1e9:.2f} | {r['insns_per_image'] / fp32['insns_per_image']:.2f} "
+              f"| {r['insns_per_layer'] / fp32['insns_per_layer']:.2f} | {r['macs'] / r['insns_per_image']:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, required=True, help="bundle for fp32 and fp16 (and its int8 file)")
+    ap.add_argument("--extrapolate", nargs=2, metavar="JSON:LAYERS",
+                    help="instead of counting: two --json outputs of stand-ins with different --layers, extrapolated to --to-layers")
+    ap.add_argument("--to-layers", type=int, default=12, help="with --extrapolate (default 12: SigLIP base)")
+    ap.add_argument("--model", type=Path, help="bundle for fp32 and fp16 (and its int8 file)")
     ap.add_argument("--int8-model", type=Path, action="append", default=[], help="more bundles whose int8 form to count")
     ap.add_argument("--cpu", default="cortex-a72,cortex-a76")
     ap.add_argument("--precision", default="fp32,fp16,int8", help="forms of --model to count")
@@ -175,6 +214,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--symbols", type=int, default=8, help="functions to list per form (instructions per image)")
     a = ap.parse_args()
+    if a.extrapolate:
+        return extrapolate(a.extrapolate, a.to_layers)
+    if a.model is None:
+        ap.error("--model is required (or --extrapolate)")
     if not a.binary.exists():
         sys.exit(f"arm_cost: no {a.binary}: build it with `sudo bash cross/aarch64.sh --build-only`")
     so = plugin(ROOT / "target/arm-cost")

@@ -170,19 +170,22 @@ impl Encoder {
     }
 }
 
-/// Typed, decluttered and optimized for this CPU. At [`Precision::Fp16`] every float op and
-/// constant is switched to half precision between decluttering and optimizing (tract-core's
-/// `f32_to_f16` transform, `tract_core::floats`), so the optimizer picks tract's f16 kernels
-/// (`arm64fp16_mmm_f16_*` where the CPU has FEAT_FP16); the input and output become f16.
+/// Typed, decluttered and optimized for this CPU. At [`Precision::Fp16`] the matrix products
+/// (`EinSum`, every MatMul/Gemm after decluttering) are switched to half precision between
+/// decluttering and optimizing (tract-core's float translator, `tract_core::floats`, the engine
+/// of its `f32_to_f16` transform), so the optimizer picks tract's f16 kernels
+/// (`arm64fp16_mmm_f16_*` where the CPU has FEAT_FP16), with casts at their edges. Everything
+/// else stays f32: tract 0.23.9's f16 element-wise paths (softmax, exp, powi, LayerNorm) are
+/// scalar software, which the ARM cost proxy measured at a third of all instructions when the
+/// whole graph was f16 (docs/profile-int8.md, "ARM cost proxy"). The input becomes f16.
 fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precision) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::{floats::FloatPrecisionTranslator, ops::einsum::EinSum, transform::ModelTransform};
     let model = model.with_input_fact(0, input_fact)?;
     if precision != Precision::Fp16 {
         return model.into_optimized();
     }
     let mut typed = model.into_typed()?.into_decluttered()?;
-    let to_f16 = tract_onnx::tract_core::transform::get_transform("f32_to_f16")?
-        .ok_or_else(|| TractError::msg("this tract has no f32_to_f16 transform"))?;
-    to_f16.transform(&mut typed)?;
+    FloatPrecisionTranslator::with_filter(DatumType::F32, DatumType::F16, |node| node.op_is::<EinSum>()).transform(&mut typed)?;
     typed.into_optimized()
 }
 
