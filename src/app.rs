@@ -88,6 +88,10 @@ impl Cause {
 pub use crate::cli::UsageError;
 
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = std::env::var("TRACT_CPU_ISA").map_or(Ok(()), |spec| crate::model::encoder::check_cpu_isa(&spec)) {
+        error!("{e}");
+        return ExitCode::from(Cause::Usage.exit_code());
+    }
     let result = match cli.command {
         Command::Classify(args) => classify(args),
         Command::Run(c) => {

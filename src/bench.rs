@@ -244,7 +244,7 @@ pub fn timing_input(s: usize) -> Vec<f32> {
 
 /// What `siglipd bench` times when not told: every precision the bundle has, fp16 only where
 /// the CPU has fp16 arithmetic (tract-linalg's ISA probe, `TRACT_CPU_ISA` edits included);
-/// elsewhere tract emulates f16 and the form is several times slower than fp32.
+/// elsewhere tract converts to f32 around its f32 kernels and the form is slower than fp32.
 pub fn default_precisions(bundle: &Bundle) -> Vec<Precision> {
     let native_f16 = tract_linalg::isa::native().fp16_arithmetic();
     bundle.precisions(Tower::Vision).into_iter().filter(|&p| p != Precision::Fp16 || native_f16).collect()

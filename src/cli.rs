@@ -206,7 +206,7 @@ pub struct BenchArgs {
 fn parse_fixed_precision(s: &str) -> Result<crate::model::Precision, String> {
     match s.parse::<PrecisionChoice>()? {
         PrecisionChoice::Fixed(p) => Ok(p),
-        PrecisionChoice::Auto => Err("name a precision (fp32, int8 or fp16), not auto".into()),
+        PrecisionChoice::Auto => Err("name a precision to time (fp32, int8 or fp16), not auto".into()),
     }
 }
 
@@ -302,7 +302,7 @@ pub struct ClassifyArgs {
     /// Prompt template; `{}` is replaced by each label
     #[arg(long, default_value = DEFAULT_TEMPLATE)]
     pub template: String,
-    /// Vision tower precision: fp32, int8, fp16, or auto (the fastest parity-checked one on this CPU)
+    /// Vision tower precision: fp32, int8, fp16, or auto (what `siglipd bench --save` measured fastest and parity-checked on this CPU, else fp32)
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     pub precision: PrecisionChoice,
     /// Print one JSON document on stdout instead of a table

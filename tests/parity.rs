@@ -359,7 +359,7 @@ fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
     eprintln!("worst static int8 cosine: {worst:.5}");
 }
 
-/// The fp16 form (the fp32 file through tract's `f32_to_f16` at load) stays within the parity
+/// The fp16 form (the fp32 file, matrix products switched to f16 at load) stays within the parity
 /// gate against the transformers goldens, and runs on f16 kernels where the CPU has fp16
 /// arithmetic: `cross/aarch64.sh` states FEAT_FP16 for `-cpu cortex-a76` with
 /// `TRACT_CPU_ISA=+fp16` (qemu-user 7.2 shows the host's /proc/cpuinfo, where tract looks) and

@@ -178,7 +178,15 @@ def extrapolate(specs: list[str], layers: int) -> None:
     --layers a` and `--layers b`, same seed) give the cost of one layer, (B − A) / (b − a), and
     of everything else (patch embedding, MAP head, loading-free per-image overhead), A − a·layer:
     the model with `layers` layers is then A + (layers − a)·layer. Prints the form ratios of that."""
-    (path_a, la), (path_b, lb) = [(Path(p), int(n)) for p, n in (spec.rsplit(":", 1) for spec in specs)]
+    parsed = []
+    for spec in specs:
+        path, _, n = spec.rpartition(":")
+        if not path or not n.isdigit():
+            sys.exit(f"arm_cost: --extrapolate takes JSON:LAYERS (e.g. l1.json:1), not {spec!r}")
+        parsed.append((Path(path), int(n)))
+    (path_a, la), (path_b, lb) = parsed
+    if la == lb:
+        sys.exit("arm_cost: the two stand-ins must differ in layers")
     rows_a, rows_b = json.loads(path_a.read_text()), json.loads(path_b.read_text())
     key = lambda r: (r["cpu"], r["precision"], r["int8_form"])  # noqa: E731
     b_by_key = {key(r): r for r in rows_b}
@@ -191,6 +199,11 @@ def extrapolate(specs: list[str], layers: int) -> None:
         macs_per_layer = (rb["macs"] - ra["macs"]) / (lb - la)
         out.append({**ra, "insns_per_image": ra["insns_per_image"] + (layers - la) * per_layer,
                     "macs": ra["macs"] + (layers - la) * macs_per_layer, "insns_per_layer": per_layer})
+    if not out:
+        sys.exit(f"arm_cost: {path_a} and {path_b} share no (cpu, form) row")
+    missing = {r["cpu"] for r in out} - {r["cpu"] for r in out if r["precision"] == "fp32"}
+    if missing:
+        sys.exit(f"arm_cost: no fp32 row in both files for {', '.join(sorted(missing))}: nothing to compare with")
     print(f"extrapolated to {layers} layers from {la} and {lb} ({path_a}, {path_b})")
     print("| CPU | form | G instructions / image | vs fp32 | per layer vs fp32 | MAC / instruction |")
     print("|---|---|---:|---:|---:|---:|")
@@ -208,7 +221,7 @@ def main() -> None:
     ap.add_argument("--to-layers", type=int, default=12, help="with --extrapolate (default 12: SigLIP base)")
     ap.add_argument("--model", type=Path, help="bundle for fp32 and fp16 (and its int8 file)")
     ap.add_argument("--int8-model", type=Path, action="append", default=[], help="more bundles whose int8 form to count")
-    ap.add_argument("--cpu", default="cortex-a72,cortex-a76")
+    ap.add_argument("--cpu", default="cortex-a72,cortex-a76", help=f"qemu CPU models, of: {', '.join(CPU_ENV)}")
     ap.add_argument("--precision", default="fp32,fp16,int8", help="forms of --model to count")
     ap.add_argument("--binary", type=Path, default=ROOT / "target/cross/aarch64-unknown-linux-gnu/release/siglipd")
     ap.add_argument("--json", type=Path, help="also write the rows here")
@@ -220,11 +233,17 @@ def main() -> None:
         ap.error("--model is required (or --extrapolate)")
     if not a.binary.exists():
         sys.exit(f"arm_cost: no {a.binary}: build it with `sudo bash cross/aarch64.sh --build-only`")
+    cpus = a.cpu.split(",")
+    unknown = [c for c in cpus if c not in CPU_ENV]
+    if unknown:
+        sys.exit(f"arm_cost: no CPU model {', '.join(unknown)} here (known: {', '.join(CPU_ENV)}; each needs its TRACT_CPU_ISA statement)")
     so = plugin(ROOT / "target/arm-cost")
     table = SymbolTable(a.binary)
     jobs = [(a.model, p) for p in a.precision.split(",")] + [(m, "int8") for m in a.int8_model]
+    # fp32 first: its probe embeddings are every other form's parity reference
+    jobs.sort(key=lambda j: (j[1] != "fp32" or j[0] != a.model))
     rows = []
-    for cpu in a.cpu.split(","):
+    for cpu in cpus:
         reference = None
         for model, precision in jobs:
             one, m1, s1 = count(so, a.binary, cpu, model, precision, 1, table)

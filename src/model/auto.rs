@@ -52,9 +52,11 @@ pub fn saved_choice(bundle: &Bundle) -> Option<AutoChoice> {
         return None;
     }
     let files = &bundle.manifest.vision.files;
-    // the manifest's checksum, else the file's own (bundles made without checksums)
+    // the manifest's checksum, else the file's own (bundles made without checksums); the file
+    // the chosen precision runs must be among those measured (an empty map proves nothing)
     let same = c.vision_sha256.iter().all(|(p, sha)| files.get(p).is_some_and(|f| bundle.file_sha256(f).is_ok_and(|s| &s == sha)));
-    if !same {
+    if !same || !c.vision_sha256.contains_key(c.precision.file_key()) {
+        tracing::info!("ignoring {AUTO_FILE}: it was measured for other vision files");
         return None;
     }
     if !passed_parity(c.precision, c.parity_cosine) {
@@ -156,6 +158,12 @@ mod tests {
             let (_d, b) = bundle_with(Some(int8_choice(cos)));
             assert_eq!(auto(&b), Precision::Fp32, "parity {cos:?}");
         }
+        // a file that names no measured vision file proves nothing about these files
+        let (_d, b) = bundle_with(Some(int8_choice(Some(0.9995))));
+        let mut c = saved_choice(&b).unwrap();
+        c.vision_sha256.clear();
+        std::fs::write(b.dir.join(AUTO_FILE), serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(auto(&b), Precision::Fp32);
         // measured on another CPU
         let mut other = int8_choice(Some(0.9999));
         other.cpu = "another cpu".into();

@@ -45,8 +45,8 @@ pub enum ModelError {
 pub enum Precision {
     Fp32,
     Int8,
-    /// The fp32 file run in half precision: tract's `f32_to_f16` transform at load (vision
-    /// tower only). Fast only where the CPU has fp16 arithmetic (ARMv8.2 FEAT_FP16: Cortex-A55,
+    /// The fp32 file with its matrix products in half precision (tract's float translator at
+    /// load, `encoder::optimize`; vision tower only). Fast only where the CPU has fp16 arithmetic (ARMv8.2 FEAT_FP16: Cortex-A55,
     /// A75, A76 as in the Pi 5, A78 as in Jetson Orin); elsewhere tract emulates it, slowly.
     Fp16,
 }

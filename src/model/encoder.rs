@@ -189,6 +189,26 @@ fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precisi
     typed.into_optimized()
 }
 
+/// Checks a `TRACT_CPU_ISA` value (tract-linalg's knob: comma-separated `+feature`/`-feature`
+/// edits of the detected instruction set, `tract_linalg::isa`) before tract reads it: a feature
+/// of another architecture (`+fp16` on x86) makes tract panic at its first matrix product, so it
+/// is refused here with the reason. Unknown names pass: tract ignores them with a warning.
+pub fn check_cpu_isa(spec: &str) -> Result<(), String> {
+    for token in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let name = token.trim_start_matches(['+', '-']);
+        let Some(arch) = name.parse::<tract_linalg::isa::IsaSet>().ok().and_then(|s| s.arch()) else {
+            continue;
+        };
+        if !arch.is_native() {
+            return Err(format!(
+                "TRACT_CPU_ISA={spec:?} names {name}, a feature of {arch}, and this is {}: name only this CPU's features (or unset it)",
+                std::env::consts::ARCH
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the ONNX graph against the manifest before tract's shape inference, so that a wrong
 /// manifest gives a message about names and sizes, not a tract analysis trace.
 fn check_io(model: &InferenceModel, input: &str, output: &str, expected_input: &[usize]) -> Result<(), String> {
@@ -410,5 +430,20 @@ impl TextEncoder {
         let mut v = self.embed_raw(ids)?;
         l2_normalize(&mut v);
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cpu_isa;
+
+    #[test]
+    fn a_cpu_isa_knob_of_another_architecture_is_refused() {
+        let (native, foreign) = if cfg!(target_arch = "aarch64") { ("+fp16", "+avx512f") } else { ("-avx512f", "+fp16") };
+        assert_eq!(check_cpu_isa(native), Ok(()));
+        assert_eq!(check_cpu_isa(""), Ok(()));
+        assert_eq!(check_cpu_isa("+no-such-feature"), Ok(()), "tract ignores unknown names");
+        let err = check_cpu_isa(&format!("{native}, {foreign}")).unwrap_err();
+        assert!(err.contains(foreign.trim_start_matches('+')) && err.contains(std::env::consts::ARCH), "{err}");
     }
 }
