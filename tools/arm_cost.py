@@ -173,6 +173,23 @@ def worst_cosine(probe: list, reference: list) -> float:
     return min(cosine(a, b) for a, b in zip(probe, reference))
 
 
+def extrapolate_rows(rows_a: list, la: int, rows_b: list, lb: int, layers: int) -> list:
+    """Rows of the `layers`-layer model from those of `la`- and `lb`-layer stand-ins, matched by
+    (cpu, precision, int8_form): counts and MACs linear in the layer count."""
+    key = lambda r: (r["cpu"], r["precision"], r["int8_form"])  # noqa: E731
+    b_by_key = {key(r): r for r in rows_b}
+    out = []
+    for ra in rows_a:
+        rb = b_by_key.get(key(ra))
+        if rb is None:
+            continue
+        per_layer = (rb["insns_per_image"] - ra["insns_per_image"]) / (lb - la)
+        macs_per_layer = (rb["macs"] - ra["macs"]) / (lb - la)
+        out.append({**ra, "insns_per_image": ra["insns_per_image"] + (layers - la) * per_layer,
+                    "macs": ra["macs"] + (layers - la) * macs_per_layer, "insns_per_layer": per_layer})
+    return out
+
+
 def extrapolate(specs: list[str], layers: int) -> None:
     """Counts of two stand-ins that differ only in encoder layers (`export_model.py --random base
     --layers a` and `--layers b`, same seed) give the cost of one layer, (B − A) / (b − a), and
@@ -187,18 +204,7 @@ def extrapolate(specs: list[str], layers: int) -> None:
     (path_a, la), (path_b, lb) = parsed
     if la == lb:
         sys.exit("arm_cost: the two stand-ins must differ in layers")
-    rows_a, rows_b = json.loads(path_a.read_text()), json.loads(path_b.read_text())
-    key = lambda r: (r["cpu"], r["precision"], r["int8_form"])  # noqa: E731
-    b_by_key = {key(r): r for r in rows_b}
-    out = []
-    for ra in rows_a:
-        rb = b_by_key.get(key(ra))
-        if rb is None:
-            continue
-        per_layer = (rb["insns_per_image"] - ra["insns_per_image"]) / (lb - la)
-        macs_per_layer = (rb["macs"] - ra["macs"]) / (lb - la)
-        out.append({**ra, "insns_per_image": ra["insns_per_image"] + (layers - la) * per_layer,
-                    "macs": ra["macs"] + (layers - la) * macs_per_layer, "insns_per_layer": per_layer})
+    out = extrapolate_rows(json.loads(path_a.read_text()), la, json.loads(path_b.read_text()), lb, layers)
     if not out:
         sys.exit(f"arm_cost: {path_a} and {path_b} share no (cpu, form) row")
     missing = {r["cpu"] for r in out} - {r["cpu"] for r in out if r["precision"] == "fp32"}

@@ -181,6 +181,17 @@ def test_random_checkpoints_have_trained_like_affines(tmp_path):
             assert np.abs(t - 1).max() > 0, f"{name} is all one"
 
 
+def test_layers_option_keeps_the_shape_and_needs_random(tmp_path):
+    """`--layers N`: the stand-ins tools/arm_cost.py counts have the size's layer shape, N deep."""
+    em.make_random_checkpoint("tiny", 7, tmp_path / "ckpt", layers=1)
+    cfg = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert cfg["vision_config"]["num_hidden_layers"] == 1 and cfg["text_config"]["num_hidden_layers"] == 1
+    assert cfg["vision_config"]["hidden_size"] == 32 and cfg["vision_config"]["intermediate_size"] == 64
+    for args in (["--from", str(tmp_path / "ckpt"), "--layers", "1"], ["--random", "tiny", "--layers", "0"]):
+        r = run_export(*args, "--out", str(tmp_path / "o"))
+        assert r.returncode == 2 and "--layers needs --random and at least 1" in r.stderr, r.stderr
+
+
 def test_untouched_graph_shape_option(tiny_checkpoint, tmp_path):
     """--graph-shape none writes the graph as torch does (for A/B timing): a Conv, no blocks."""
     import onnx
