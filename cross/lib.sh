@@ -71,7 +71,7 @@ run_tests() {
   ( export "$@" RUST_TEST_THREADS=2; xcargo test "${TEST_ARGS[@]}" --no-fail-fast -- --skip classify_matches_the_cli --nocapture ) >"$log" 2>&1
   local rc=$?
   set -e
-  grep -E '^(test result|test .* FAILED|---- )|panicked|int8 kernels|worst dynamic' "$log" || true
+  grep -E '^(test result|test .* FAILED|---- )|panicked|int8 kernels|worst dynamic|fp16 kernels|worst fp16' "$log" || true
   if [ $rc -ne 0 ]; then
     echo "cross: tests failed under $label (exit $rc; log: $log)" >&2
     tail -40 "$log" >&2
