@@ -103,38 +103,51 @@ class SymbolTable:
     lookup leaves unnamed: assembly without an ELF size, like tract's kernels."""
 
     LIBS = "(shared libraries: libc, libm, libgcc)"
+    UNNAMED = "(unnamed code in the binary: PLT stubs, padding)"
 
     def __init__(self, binary: Path):
         nm = "aarch64-linux-gnu-nm" if subprocess.run(["which", "aarch64-linux-gnu-nm"], capture_output=True).returncode == 0 else "nm"
-        out = subprocess.run([nm, "-n", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout
-        self.addrs, self.names, self.by_name = [], [], {}
+        out = subprocess.run([nm, "-n", "-S", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout
+        self.addrs, self.sizes, self.names, self.by_name = [], [], [], {}
         for line in out.splitlines():
-            parts = line.split(maxsplit=2)
+            parts = line.split(maxsplit=3)
+            if len(parts) == 3:  # no size: assembly without `.size`, like tract's kernels
+                parts.insert(1, "0")
             # local labels of assembly (`.packed_packed_loop_4`) and mapping symbols (`$x`) are
             # places inside a function, not functions
-            if len(parts) == 3 and parts[1] in "tTwW" and not parts[2].startswith((".", "$")):
-                self.addrs.append(int(parts[0], 16))
-                self.names.append(parts[2])
-                self.by_name.setdefault(parts[2], int(parts[0], 16))
+            if len(parts) == 4 and parts[2] in "tTwW" and not parts[3].startswith((".", "$")):
+                addr = int(parts[0], 16)
+                self.addrs.append(addr)
+                self.sizes.append(int(parts[1], 16))
+                self.names.append(parts[3])
+                self.by_name.setdefault(parts[3], addr)
         self.end = self.addrs[-1] + (1 << 20) if self.addrs else 0
-        self.bias = None
+        self.bias = 0
 
     def learn_bias(self, named: list[tuple[int, str]]) -> None:
-        """The load address (PIE): the most common offset between a named block and its symbol."""
+        """The load address (PIE) of one run: the offset most named blocks agree on between their
+        address and their symbol's. Learnt per run; a split vote is an error, not a guess."""
         votes = {}
         for vaddr, name in named:
             if name in self.by_name:
                 d = vaddr - self.by_name[name]
                 votes[d] = votes.get(d, 0) + 1
-        self.bias = max(votes, key=votes.get) if votes else 0
+        if not votes:
+            sys.exit("arm_cost: no block qemu named is in the binary's symbol table: is --binary the binary that ran?")
+        best = max(votes, key=votes.get)
+        if votes[best] * 2 < sum(votes.values()):
+            sys.exit(f"arm_cost: the load address is ambiguous ({len(votes)} offsets, the best has {votes[best]} of {sum(votes.values())} votes)")
+        self.bias = best
 
     def name(self, vaddr: int) -> str:
         import bisect
 
-        a = vaddr - (self.bias or 0)
+        a = vaddr - self.bias
         i = bisect.bisect_right(self.addrs, a) - 1
         if i < 0 or a >= self.end:
             return self.LIBS
+        if self.sizes[i] and a >= self.addrs[i] + self.sizes[i]:
+            return self.UNNAMED  # past a sized function's end: not part of it
         return self.names[i]
 
 
@@ -153,10 +166,14 @@ def count(so: Path, binary: Path, cpu: str, model: Path, precision: str, runs: i
         total = int(lines[0].split()[1])
         named, unnamed = [], []
         for line in lines[1:]:
-            kind, n, vaddr, *name = line.split(" ", 3)
+            kind, n, *rest = line.split(" ", 3)
+            if kind == "dropped":
+                if int(n):
+                    print(f"arm_cost: {n} instructions not attributed to a function (plugin table full)", file=sys.stderr)
+                continue
+            vaddr, *name = rest
             (named if kind == "sym" else unnamed).append((int(n), int(vaddr, 16), name[0] if name else None))
-        if table.bias is None:
-            table.learn_bias([(v, name) for _, v, name in named])
+        table.learn_bias([(v, name) for _, v, name in named])
         per_symbol = {}
         for n, vaddr, name in named + unnamed:
             key = demangle(name or table.name(vaddr))

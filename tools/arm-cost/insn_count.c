@@ -9,7 +9,8 @@
  * first instruction by qemu's best-effort ELF lookup, and one block address in it) and one line
  * `addr <count> <vaddr>` per block qemu found no symbol for (assembly without a `.size`, like
  * tract's matmul kernels, or shared libraries): tools/arm_cost.py names those from the binary's
- * symbol table. A block left early by a fault still counts whole: the rate of that is
+ * symbol table. Last, `dropped <count>`: instructions of blocks that found no slot (table full),
+ * in the total but in no function. A block left early by a fault still counts whole: the rate of that is
  * negligible next to a model's matmul loops.
  *
  * Build (tools/arm_cost.py does it): gcc -shared -fPIC -O2 -I<qemu-7.2>/include/qemu
@@ -35,6 +36,7 @@ static struct symbol {
     uint64_t count;
 } symbols[SYMBOLS];
 static pthread_mutex_t symbols_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t dropped;
 
 /* what a block adds when it runs: its length, to its thread's and its symbol's counters */
 struct block {
@@ -69,6 +71,8 @@ static void on_tb_exec(unsigned int vcpu_index, void *udata)
     __atomic_fetch_add(&counts[vcpu_index % SLOTS], b->n, __ATOMIC_RELAXED);
     if (b->symbol) {
         __atomic_fetch_add(&b->symbol->count, b->n, __ATOMIC_RELAXED);
+    } else {
+        __atomic_fetch_add(&dropped, b->n, __ATOMIC_RELAXED);
     }
 }
 
@@ -104,6 +108,7 @@ static void on_guest_exit(qemu_plugin_id_t id, void *p)
             fprintf(f, "addr %llu %llx\n", (unsigned long long)c, (unsigned long long)symbols[i].vaddr);
         }
     }
+    fprintf(f, "dropped %llu\n", (unsigned long long)__atomic_load_n(&dropped, __ATOMIC_RELAXED));
     fclose(f);
 }
 

@@ -18,18 +18,25 @@ def test_rust_legacy_names_are_demangled():
 
 
 def test_unnamed_blocks_take_the_preceding_function_after_the_load_bias():
+    import pytest
+
     t = arm_cost.SymbolTable.__new__(arm_cost.SymbolTable)
-    t.addrs, t.names = [0x1000, 0x2000, 0x3000], ["kernel_a", "kernel_b", "last"]
+    # kernel_a has an ELF size (Rust), kernel_b none (assembly without `.size`)
+    t.addrs, t.sizes, t.names = [0x1000, 0x2000, 0x3000], [0x100, 0, 0], ["kernel_a", "kernel_b", "last"]
     t.by_name = dict(zip(t.names, t.addrs))
-    t.end, t.bias = 0x3000 + (1 << 20), None
+    t.end, t.bias = 0x3000 + (1 << 20), 0
     bias = 0x55_0000_0000
     # two blocks vote for the true bias, one stale name votes for another
     t.learn_bias([(bias + 0x1000, "kernel_a"), (bias + 0x2000, "kernel_b"), (0x42, "last")])
     assert t.bias == bias
     assert t.name(bias + 0x2010) == "kernel_b"
-    assert t.name(bias + 0x1fff) == "kernel_a"
+    assert t.name(bias + 0x10ff) == "kernel_a"
+    assert t.name(bias + 0x1fff) == t.UNNAMED  # past kernel_a's size
     assert t.name(bias + 0x500) == t.LIBS  # before the first function
     assert t.name(0x7f00_0000_0000) == t.LIBS  # a shared library's mapping
+    # a split vote is refused, not guessed
+    with pytest.raises(SystemExit):
+        t.learn_bias([(bias + 0x1000, "kernel_a"), (0x42, "last"), (0x99, "kernel_b")])
 
 
 def test_layers_extrapolate_linearly_and_rows_pair_by_cpu_and_form():
