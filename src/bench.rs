@@ -446,13 +446,7 @@ mod tests {
     #[test]
     fn a_saved_choice_of_every_form_is_taken_by_auto() {
         use crate::model::{auto::resolve, PrecisionChoice};
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
-        let dir = tempfile::tempdir().unwrap();
-        for e in std::fs::read_dir(&src).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-        }
-        let bundle = Bundle::open(dir.path()).unwrap();
+        let (dir, bundle) = crate::model::auto::tests::bundle_with(None);
         assert_eq!(bundle.precisions(Tower::Vision), [Precision::Fp32, Precision::Int8, Precision::Fp16]);
         assert_eq!(bundle.precisions(Tower::Text), [Precision::Fp32, Precision::Int8], "fp16 is for the vision tower only");
         assert_eq!(

@@ -110,12 +110,12 @@ pub(crate) fn arm_core(part: &str) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{PrecisionChoice, Tower};
 
     /// A copy of the committed tiny static-int8 bundle with `auto.json` as given.
-    fn bundle_with(choice: Option<AutoChoice>) -> (tempfile::TempDir, Bundle) {
+    pub(crate) fn bundle_with(choice: Option<AutoChoice>) -> (tempfile::TempDir, Bundle) {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
         let dir = tempfile::tempdir().unwrap();
         for e in std::fs::read_dir(&src).unwrap() {
