@@ -37,6 +37,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -106,7 +107,7 @@ class SymbolTable:
     UNNAMED = "(unnamed code in the binary: PLT stubs, padding)"
 
     def __init__(self, binary: Path):
-        nm = "aarch64-linux-gnu-nm" if subprocess.run(["which", "aarch64-linux-gnu-nm"], capture_output=True).returncode == 0 else "nm"
+        nm = shutil.which("aarch64-linux-gnu-nm") or "nm"
         out = subprocess.run([nm, "-n", "-S", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout
         self.addrs, self.sizes, self.names, self.by_name = [], [], [], {}
         for line in out.splitlines():
