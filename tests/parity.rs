@@ -336,7 +336,13 @@ fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
     let ops = int8.op_counts();
     eprintln!("static int8 plan: {ops:?}");
     assert!(scaffolding(&ops).is_empty(), "quantization scaffolding left in the plan: {:?}", scaffolding(&ops));
-    assert!(ops.get("QuantizeLinearI8").is_some_and(|n| *n > 0), "no static activation quantization in {ops:?}");
+    // the activations are quantized by element-wise ops (export_model.quantize_nodes) that tract
+    // merges into one vectorized chain, not by its scalar `QuantizeLinearI8`
+    assert!(!ops.contains_key("QuantizeLinearI8"), "scalar QuantizeLinearI8 left in {ops:?}");
+    assert!(
+        ops.keys().any(|op| op.starts_with("OptBinChain(") && op.ends_with("Max+Min+Add+Sub)")),
+        "no fused activation quantization (…Mul+Max+Min+Add+Sub chain) in {ops:?}"
+    );
     let kernels = int8.kernels();
     assert!(kernels.iter().any(|k| k.contains("_i32_")), "no integer matmul kernel in {kernels:?}");
     // which int8 kernel each ARM CPU model picks is asserted by the dynamic-form test under
@@ -415,4 +421,40 @@ fn the_vision_plan_has_the_shape_the_exporter_gave_it() {
     assert!(!ops.keys().any(|op| op.contains("Conv") || op.contains("Im2col")), "a convolution is left in {ops:?}");
     // fc1 and fc2 of 2 encoder layers and of the pooling head
     assert_eq!(ops.get("Concat"), Some(&6), "column blocks joined in {ops:?}");
+}
+
+/// The static form's activation quantization (`export_model.quantize_nodes`: ONNX QuantizeLinear
+/// to int8 with zero point 0, written as Mul, Clip, a round-half-to-even by adding and
+/// subtracting 1.5·2^23, and Cast) through tract's optimizer, against the values the ONNX
+/// definition gives (numpy, tests/fixtures/quantize-probe): every tie both ways, one ulp either
+/// side of it, saturation, zeros. Exact: were tract to fold the `+ M − M` away, the cast would
+/// truncate and about half the ties and all negative non-integers would be off by one.
+#[test]
+fn static_int8_activation_quantization_is_exact_in_tract() {
+    use tract_onnx::prelude::*;
+    let dir = fixtures().join("quantize-probe");
+    let x = read_npy(&dir.join("x.npy"));
+    let want = {
+        let bytes = std::fs::read(dir.join("want.npy")).unwrap();
+        npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<i8>().unwrap()
+    };
+    let plan = tract_onnx::onnx()
+        .model_for_path(dir.join("quantize.onnx"))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .unwrap();
+    let out = plan.run(tvec!(tract_ndarray::Array1::from(x.clone()).into_tensor().into())).unwrap();
+    let plain = out[0].try_as_plain_ram().unwrap();
+    let got = plain.as_slice::<i8>().unwrap();
+    let wrong: Vec<String> = (0..want.len())
+        .filter(|&i| got[i] != want[i])
+        .take(8)
+        .map(|i| format!("x = {:e}: tract {} want {}", x[i], got[i], want[i]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} values differ, e.g. {wrong:#?}",
+        (0..want.len()).filter(|&i| got[i] != want[i]).count(),
+        want.len()
+    );
 }

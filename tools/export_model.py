@@ -555,17 +555,58 @@ def calibrate_activations(model_proto, inp: str, batches, names: list[str]) -> d
             absmax[n] = max(absmax[n], float(np.abs(v).max()))
     return absmax
 
+QUANTIZE_LO, QUANTIZE_HI = "quantize_int8_lo", "quantize_int8_hi"
+# 1.5·2^23: for |v| ≤ 2^22, (v + M) − M is v rounded to the nearest integer, ties to even, in
+# IEEE-754 f32 under the default rounding mode (the sum's ulp is 1). The clip keeps |v| ≤ 128.
+QUANTIZE_ROUNDER = "quantize_round_half_even"
+ROUND_HALF_EVEN_MAGIC = 12582912.0
+
+
+def add_quantize_constants(graph) -> None:
+    """The scalar constants `quantize_nodes` refers to, once per graph."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph.initializer.extend([
+        numpy_helper.from_array(np.float32(-128.0), QUANTIZE_LO),
+        numpy_helper.from_array(np.float32(127.0), QUANTIZE_HI),
+        numpy_helper.from_array(np.float32(ROUND_HALF_EVEN_MAGIC), QUANTIZE_ROUNDER),
+    ])
+
+
+def quantize_nodes(x: str, inv_scale: str, out: str, name: str) -> list:
+    """ONNX QuantizeLinear(x, s, zero_point = int8 0) — saturate(round_half_to_even(x / s)) to
+    [-128, 127] (onnx.ai/onnx/operators/onnx__QuantizeLinear.html) — as element-wise ops:
+
+        Cast<int8>(((clip(x · (1/s), -128, 127) + M) − M)        M = 1.5·2^23
+
+    Why not QuantizeLinear itself: tract 0.23.9 runs it as `QuantizeLinearI8`, a scalar loop
+    (28 % of the static form's time on a Zen 4) and merges these five into one vectorized
+    binary chain plus a cast (docs/profile-int8.md, "Quantization as element-wise ops"). tract's
+    own QuantizeLinearI8 multiplies by the reciprocal too. `inv_scale` names a scalar f32
+    initializer holding 1/s; `add_quantize_constants` must have run on the graph."""
+    from onnx import TensorProto, helper
+
+    return [
+        helper.make_node("Mul", [x, inv_scale], [out + "_scaled"], name=name + "_Mul"),
+        helper.make_node("Clip", [out + "_scaled", QUANTIZE_LO, QUANTIZE_HI], [out + "_clipped"], name=name + "_Clip"),
+        helper.make_node("Add", [out + "_clipped", QUANTIZE_ROUNDER], [out + "_biased"], name=name + "_RoundAdd"),
+        helper.make_node("Sub", [out + "_biased", QUANTIZE_ROUNDER], [out + "_rounded"], name=name + "_RoundSub"),
+        helper.make_node("Cast", [out + "_rounded"], [out], name=name + "_Cast", to=TensorProto.INT8),
+    ]
+
 
 def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[str], per_channel: bool = True):
     """The static int8 compute form, in place.  Each weight MatMul/Gemm y = x·W (+ b) becomes
 
-        x_q = QuantizeLinear(x, s_x, zero_point = int8 0)      s_x = absmax(x) / 127, calibrated
+        x_q = quantize(x, s_x)                                 s_x = absmax(x) / 127, calibrated
         y   = Cast(MatMulInteger(x_q, W_q), float) · (s_x · s_w)   (+ b)
 
     with W_q symmetric int8 (per output channel: s_w is a vector over the output axis) and *no*
     zero-point inputs to MatMulInteger: tract 0.23.9 then runs a bare i8×i8→i32 matmul, with
     no zero-point row/column sums (`Reduce<Sum>`) and no per-call `DynamicQuantizeLinear`.
-    Nodes named in keep_float are left as they are."""
+    `quantize` is ONNX QuantizeLinear(x, s_x, int8 0) written as element-wise ops
+    (`quantize_nodes`), which tract runs vectorized. Nodes named in keep_float are left as they are."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -573,8 +614,7 @@ def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[s
     inits = {i.name: i for i in graph.initializer}
     targets = dict(weight_matmuls(graph))
     act_scales: dict[str, str] = {}
-    zp_name = "static_int8_zero_point"
-    graph.initializer.append(numpy_helper.from_array(np.array(0, dtype=np.int8), zp_name))
+    add_quantize_constants(graph)
     new_nodes = []
     stats = {"quantized": 0, "kept_fp32": 0, "kept_float_by_parity": 0}
     for k, node in enumerate(graph.node):
@@ -600,12 +640,11 @@ def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[s
         w_q = np.clip(np.round(w / s_w[None, :]), -127, 127).astype(np.int8)
         x = node.input[0]
         if x not in act_scales:
-            act_scales[x] = f"{node.name}_x_scale"
+            act_scales[x] = f"{node.name}_x_inv_scale"
             s_x = np.float32(absmax[x] / 127.0)
-            graph.initializer.append(numpy_helper.from_array(np.array(s_x, dtype=np.float32), act_scales[x]))
-            new_nodes.append(helper.make_node("QuantizeLinear", [x, act_scales[x], zp_name], [x + "_q"],
-                                              name=f"{node.name}_QuantizeLinear"))
-        s_x = float(np.float32(absmax[x] / 127.0))  # the value stored in the QuantizeLinear scale
+            graph.initializer.append(numpy_helper.from_array(np.float32(1.0) / s_x, act_scales[x]))
+            new_nodes += quantize_nodes(x, act_scales[x], x + "_q", f"{node.name}_Quantize")
+        s_x = float(np.float32(absmax[x] / 127.0))  # the scale the activations were divided by
         out_scale = (s_x * s_w).astype(np.float32)
         if not per_channel:
             out_scale = np.array(out_scale[0], dtype=np.float32)
@@ -690,6 +729,7 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, inp: str, calib, check
     onnx.save(m, str(out_path))
     stats.update(cosine_min=float(cos.min()), cosine_mean=float(cos.mean()), kept_float=keep,
                  activation_scales="per-tensor absmax/127 over the calibration inputs",
+                 activation_quantize="QuantizeLinear(int8, zero point 0) as Mul, Clip, round half to even, Cast",
                  weight_scales="per-output-channel absmax/127, symmetric")
     return stats
 
@@ -1049,6 +1089,7 @@ def export_bundle(ckpt: Path, out: Path, source: str, int8_form: str = "weight-o
                 "purpose": FORM_PURPOSE[int8_form],
                 "calibration": (STATIC_CALIBRATION_PHOTOS if name == "vision" else "the sample prompts"),
                 "activation_scales": stats["activation_scales"],
+                "activation_quantize": stats["activation_quantize"],
                 "weight_scales": stats["weight_scales"],
                 "int8_matmuls": stats["quantized"],
                 "float_matmuls": stats["kept_fp32"],

@@ -9,6 +9,8 @@ Writes
   tests/fixtures/tiny-checkpoint/  its save_pretrained checkpoint (source of truth for goldens)
   tests/fixtures/tiny-dyn/         the same weights, int8 as dynamic MatMulInteger
   tests/fixtures/tiny-static/      the same weights, int8 as the static int8 compute form
+  tests/fixtures/quantize-probe/   that form's activation quantization alone, with inputs and the
+                                   int8 values the ONNX QuantizeLinear definition gives them
   tests/fixtures/tiny-torch-graph/ the same weights' vision tower as torch writes it (--graph-shape
                                    none, opset 14, onnx's inferred shapes): what `siglipd model
                                    pull` gets from transformers.js
@@ -201,8 +203,51 @@ TRANSFORMERS_JS_OPSET = 14
 
 
 def make_static_bundle() -> None:
-    """The same tiny weights in the static int8 compute form (export_model.py --int8-form static)."""
+    """The same tiny weights in the static int8 compute form (export_model.py --int8-form static),
+    and the quantization probe its activations go through (make_quantize_probe)."""
     export_from_checkpoint(FIX / "tiny-static", "--int8-form", "static")
+    make_quantize_probe(FIX / "quantize-probe")
+
+
+QUANTIZE_PROBE_SCALE = 0.037  # an activation scale (absmax / 127) whose reciprocal is inexact in f32
+
+
+def quantize_probe_inputs(s: np.float32) -> np.ndarray:
+    """f32 inputs x for which x·(1/s) hits every tie from -130.5 to 130.5 (both signs), the values
+    one ulp either side, zeros, tiny and huge values (saturation), the int8 range's ends, and
+    4096 normal activations: where a rounding or saturation rule can go wrong."""
+    inv = np.float32(1.0) / s
+    halves = np.arange(-130.5, 131.0, 1.0, dtype=np.float32)
+    near = np.concatenate([np.nextafter(halves, np.float32(np.inf)), np.nextafter(halves, np.float32(-np.inf))])
+    domain = np.concatenate([halves, near, [0.0, -0.0, 1e-30, -1e-30, 127.0, -128.0, 1e9, -1e9]]).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([domain / inv, rng.normal(0, 3.0, 4096), [np.float32(127) * s, np.float32(-128) * s]])
+    return x.astype(np.float32)
+
+
+def make_quantize_probe(out: Path) -> None:
+    """quantize-probe/: the exporter's element-wise QuantizeLinear (export_model.quantize_nodes)
+    alone as an ONNX graph, its inputs (x.npy) and the int8 values the ONNX definition gives them
+    (want.npy: numpy's round-half-to-even of x·(1/s), saturated to [-128, 127]). tests/parity.rs
+    runs the graph through tract and wants want.npy exactly: a tract that folded the rounding
+    away would cast by truncation."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    s = np.float32(QUANTIZE_PROBE_SCALE)
+    inv = np.float32(1.0) / s
+    x = quantize_probe_inputs(s)
+    g = helper.make_graph(em.quantize_nodes("x", "inv_scale", "x_q", "quantize"), "quantize_probe",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(x)])],
+                          [helper.make_tensor_value_info("x_q", TensorProto.INT8, [len(x)])],
+                          [numpy_helper.from_array(inv, "inv_scale")])
+    em.add_quantize_constants(g)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", em.ONNX_OPSET)], ir_version=9)
+    onnx.checker.check_model(m)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(out / "quantize.onnx"))
+    np.save(out / "x.npy", x)
+    np.save(out / "want.npy", np.clip(np.round(x * inv), -128, 127).astype(np.int8))
 
 
 def make_dynamic_bundle() -> None:

@@ -376,8 +376,9 @@ def fixture_pixels(ckpt: Path):
 
 
 def check_static_graph(path: Path):
-    """The form tract runs as a bare integer matmul: QuantizeLinear(x, scalar s_x, int8 0) →
-    MatMulInteger(x_q, W_q) with no zero-point inputs → Cast(float) → Mul; no dynamic quantization;
+    """The form tract runs as a bare integer matmul: QuantizeLinear(x, scalar s_x, int8 0) as
+    element-wise ops (Mul(1/s_x) → Clip → Add/Sub round → Cast int8) → MatMulInteger(x_q, W_q)
+    with no zero-point inputs → Cast(float) → Mul; no QuantizeLinear, no dynamic quantization;
     Softmax and the activation×activation (attention) MatMuls stay float."""
     import onnx
     from onnx import numpy_helper
@@ -393,23 +394,70 @@ def check_static_graph(path: Path):
     assert mmi, "no MatMulInteger"
     for n in mmi:
         assert len(n.input) == 2, f"{n.name}: zero-point inputs {list(n.input[2:])}"
+        chain = []
         q = producers[n.input[0]]
-        assert q.op_type == "QuantizeLinear"
-        assert inits[q.input[1]].shape == () and inits[q.input[1]] > 0  # static per-tensor scale
-        assert inits[q.input[2]].dtype == np.int8 and inits[q.input[2]] == 0
+        for _ in range(5):
+            chain.append(q)
+            q = producers.get(q.input[0])
+        assert [c.op_type for c in chain] == ["Cast", "Sub", "Add", "Clip", "Mul"], [c.op_type for c in chain]
+        cast_i8, sub, add, clip, mul_inv = chain
+        assert cast_i8.attribute[0].i == onnx.TensorProto.INT8
+        assert inits[mul_inv.input[1]].shape == () and inits[mul_inv.input[1]] > 0  # static per-tensor 1/s_x
+        assert [float(inits[i]) for i in clip.input[1:]] == [-128.0, 127.0]
+        assert float(inits[add.input[1]]) == float(inits[sub.input[1]]) == em.ROUND_HALF_EVEN_MAGIC
         w = inits[n.input[1]]
         assert w.dtype == np.int8 and w.ndim == 2 and w.min() >= -127  # symmetric
         (cast,) = consumers[n.output[0]]
         assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT
         (mul,) = consumers[cast.output[0]]
         assert mul.op_type == "Mul" and inits[mul.input[1]].shape == (w.shape[1],)  # per-output-channel
-    assert not any(n.op_type.startswith("DynamicQuantize") or n.op_type == "DequantizeLinear" for n in m.graph.node)
+    assert not any(n.op_type.startswith("DynamicQuantize") or n.op_type in ("DequantizeLinear", "QuantizeLinear")
+                   for n in m.graph.node)
     softmax_in = {n.input[0] for n in m.graph.node if n.op_type == "Softmax"}
     for s in softmax_in:
         assert producers[s].op_type not in ("Cast", "MatMulInteger")
     float_mm = [n for n in m.graph.node if n.op_type == "MatMul"]
     assert all(n.input[1] not in inits for n in float_mm if n.input[1] in inits and inits[n.input[1]].dtype == np.int8)
     return len(mmi)
+
+
+def test_quantize_nodes_equal_onnx_quantize_linear():
+    """quantize_nodes is ONNX QuantizeLinear(x, s, int8 0), value for value, in onnxruntime: exact
+    halves (ties to even, both signs), values just off a half, saturation at both ends, zeros, the
+    calibration range's ends and random activations. The reference is onnxruntime's own
+    QuantizeLinear on the same inputs and the same stored scale."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    import make_fixtures as mf
+
+    s = np.float32(mf.QUANTIZE_PROBE_SCALE)
+    inv = np.float32(1.0) / s
+    x = mf.quantize_probe_inputs(s)
+
+    def run(nodes, inits):
+        g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(x)])],
+                              [helper.make_tensor_value_info("x_q", TensorProto.INT8, [len(x)])], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", em.ONNX_OPSET)], ir_version=9)
+        onnx.checker.check_model(m)
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    g = helper.make_graph([], "c", [], [])
+    em.add_quantize_constants(g)
+    ours = run(em.quantize_nodes("x", "inv", "x_q", "q"), list(g.initializer) + [numpy_helper.from_array(inv, "inv")])
+    # what our Mul computes exactly, rounded half to even by numpy, saturated (the ONNX definition)
+    want = np.clip(np.round(x * inv), -128, 127).astype(np.int8)
+    assert np.array_equal(ours, want)
+    # onnxruntime's QuantizeLinear divides by s: equal wherever x/s and x·(1/s) agree in f32
+    ref = run([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["x_q"])],
+              [numpy_helper.from_array(s, "s"), numpy_helper.from_array(np.int8(0), "zp")])
+    same = (x / s) == (x * inv)
+    assert same.mean() > 0.5 and np.array_equal(ours[same], ref[same])
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+    # the ties really were ties and were rounded to even
+    exact_ties = (x * inv) == np.float32(0.5) + np.floor(x * inv)
+    assert exact_ties.sum() > 200 and np.all(ours[exact_ties & (np.abs(x * inv) < 127)] % 2 == 0)
 
 
 def test_static_int8_form(tiny_checkpoint_init, tmp_path):
@@ -492,6 +540,27 @@ def test_committed_static_bundle():
     for f in ("vision_fp32.onnx", "text_fp32.onnx", "tokenizer.json"):
         assert em.sha256_file(out / f) == em.sha256_file(FIX / "tiny" / f), f
     check_static_graph(out / "vision_int8.onnx")
+
+
+def test_committed_quantize_probe():
+    """tests/fixtures/quantize-probe (tract's exactness test in tests/parity.rs): the exporter's
+    current quantize_nodes, the probe inputs, and want.npy = the ONNX definition on them."""
+    import onnx
+    from onnx import numpy_helper
+
+    import make_fixtures as mf
+
+    out = FIX / "quantize-probe"
+    m = onnx.load(str(out / "quantize.onnx"))
+    want_nodes = em.quantize_nodes("x", "inv_scale", "x_q", "quantize")
+    assert [(n.op_type, list(n.input)) for n in m.graph.node] == [(n.op_type, list(n.input)) for n in want_nodes]
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    s = np.float32(mf.QUANTIZE_PROBE_SCALE)
+    assert inits["inv_scale"] == np.float32(1.0) / s
+    assert float(inits[em.QUANTIZE_ROUNDER]) == em.ROUND_HALF_EVEN_MAGIC
+    x = np.load(out / "x.npy")
+    assert np.array_equal(x, mf.quantize_probe_inputs(s))
+    assert np.array_equal(np.load(out / "want.npy"), np.clip(np.round(x * inits["inv_scale"]), -128, 127).astype(np.int8))
 
 
 def test_committed_torch_graph_fixture():
