@@ -129,14 +129,16 @@ impl Encoder {
         let mut spent = vec![0f64; n];
         let input: TValue = input.into();
         for _ in 0..runs.max(1) {
-            self.state
-                .run_plan_with_eval(tvec!(input.clone()), |ctx, op_state, node, inputs| {
+            let (state, spent, input) = (&mut self.state, &mut spent, &input);
+            in_tract_pool(move || {
+                state.run_plan_with_eval(tvec!(input.clone()), |ctx, op_state, node, inputs| {
                     let t = Instant::now();
                     let r = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                     spent[node.id] += t.elapsed().as_secs_f64() * 1e3;
                     r
                 })
-                .map_err(fail)?;
+            })
+            .map_err(fail)?;
         }
         let model = self.state.model();
         let order = model.eval_order().map_err(fail)?;
@@ -161,12 +163,31 @@ impl Encoder {
             true => input,
             false => input.cast_to_dt(self.input_dt).map_err(fail)?.into_owned(),
         };
-        let out = self.state.run(tvec!(input.into())).map_err(fail)?;
+        let state = &mut self.state;
+        let out = in_tract_pool(move || state.run(tvec!(input.into()))).map_err(fail)?;
         let out = out[0].cast_to::<f32>().map_err(fail)?;
         let plain = out.try_as_plain_ram().map_err(fail)?;
         let view = plain.as_slice::<f32>().map_err(fail)?;
         debug_assert_eq!(view.len(), self.dim);
         Ok(view.to_vec())
+    }
+}
+
+/// Runs `f` (a plan run) on a thread of tract's matmul pool when one is set
+/// (`bench::set_threads` with n > 1), else on the calling thread.
+///
+/// Why: tract dispatches each parallel op into its n-thread rayon pool and the calling thread
+/// waits, so a run from outside the pool is n + 1 threads on n cores. Between parallel ops the
+/// pool's workers spin for a while (rayon's sleep protocol), on the cores the calling thread
+/// needs for the ops tract runs serially (casts, packing, softmax, …): those ran up to 2× slower
+/// at 2 threads than at 1 (docs/profile-int8.md, "Threads"). Inside the pool the run is one of
+/// the n threads, and tract's nested dispatch (`ThreadPool::install` from a worker of the same
+/// pool) runs inline.
+fn in_tract_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tract_linalg::multithread::{current_tract_executor, Executor};
+    match current_tract_executor() {
+        Executor::MultiThread(pool) => pool.install(f),
+        _ => f(),
     }
 }
 
