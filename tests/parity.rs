@@ -343,6 +343,11 @@ fn static_int8_runs_bare_integer_matmuls_within_the_parity_gate() {
         ops.keys().any(|op| op.starts_with("OptBinChain(") && op.ends_with("Max+Min+Add+Sub)")),
         "no fused activation quantization (…Mul+Max+Min+Add+Sub chain) in {ops:?}"
     );
+    // and both casts around the integer matmuls are siglipd's vectorized ones (model::fast_cast)
+    for cast in ["FastCast<f32,i8>", "FastCast<i32,f32>"] {
+        assert!(ops.get(cast).is_some_and(|n| *n > 0), "no {cast} in {ops:?}");
+    }
+    assert!(!ops.contains_key("Cast"), "a tract Cast is left in {ops:?}");
     let kernels = int8.kernels();
     assert!(kernels.iter().any(|k| k.contains("_i32_")), "no integer matmul kernel in {kernels:?}");
     // which int8 kernel each ARM CPU model picks is asserted by the dynamic-form test under

@@ -202,12 +202,15 @@ fn in_tract_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precision) -> TractResult<TypedModel> {
     use tract_onnx::tract_core::{floats::FloatPrecisionTranslator, ops::einsum::EinSum, transform::ModelTransform};
     let model = model.with_input_fact(0, input_fact)?;
-    if precision != Precision::Fp16 {
-        return model.into_optimized();
-    }
-    let mut typed = model.into_typed()?.into_decluttered()?;
-    FloatPrecisionTranslator::with_filter(DatumType::F32, DatumType::F16, |node| node.op_is::<EinSum>()).transform(&mut typed)?;
-    typed.into_optimized()
+    let mut optimized = if precision != Precision::Fp16 {
+        model.into_optimized()?
+    } else {
+        let mut typed = model.into_typed()?.into_decluttered()?;
+        FloatPrecisionTranslator::with_filter(DatumType::F32, DatumType::F16, |node| node.op_is::<EinSum>()).transform(&mut typed)?;
+        typed.into_optimized()?
+    };
+    super::fast_cast::replace_casts(&mut optimized)?;
+    Ok(optimized)
 }
 
 /// Checks a `TRACT_CPU_ISA` value (tract-linalg's knob: comma-separated `+feature`/`-feature`

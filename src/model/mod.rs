@@ -7,6 +7,7 @@ pub mod auto;
 pub mod bmp;
 pub mod bundle;
 pub mod encoder;
+pub mod fast_cast;
 pub mod gif;
 pub mod onnx_read;
 pub mod orient;
