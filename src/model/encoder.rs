@@ -183,10 +183,15 @@ impl Encoder {
 /// at 2 threads than at 1 (docs/profile-int8.md, "Threads"). Inside the pool the run is one of
 /// the n threads, and tract's nested dispatch (`ThreadPool::install` from a worker of the same
 /// pool) runs inline.
+/// The executor is handed to the pool thread too: tract reads a thread-local override
+/// (`multithread_tract_scope`) before its process-wide default, and a pool thread has none.
 fn in_tract_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    use tract_linalg::multithread::{current_tract_executor, Executor};
+    use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
     match current_tract_executor() {
-        Executor::MultiThread(pool) => pool.install(f),
+        Executor::MultiThread(pool) => {
+            let executor = Executor::MultiThread(pool.clone());
+            pool.install(move || multithread_tract_scope(executor, f))
+        }
         _ => f(),
     }
 }
@@ -459,7 +464,38 @@ impl TextEncoder {
 
 #[cfg(test)]
 mod tests {
-    use super::check_cpu_isa;
+    use super::{check_cpu_isa, in_tract_pool};
+    use crate::model::{Bundle, Precision, VisionEncoder};
+    use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
+
+    /// With a pool, the plan runs on one of its threads, which sees the same executor (so tract's
+    /// parallel ops inside the run use the pool); without one, on the caller's thread. The
+    /// embedding is the same either way.
+    #[test]
+    fn plans_run_on_tract_pool_threads_with_the_same_result() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+        let bundle = Bundle::open(&dir).unwrap();
+        let s = bundle.manifest.image_size as usize;
+        let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let caller = std::thread::current().id();
+        let (where_single, single) = {
+            let mut v = VisionEncoder::load(&bundle, Precision::Int8).unwrap();
+            (in_tract_pool(|| std::thread::current().id()), v.embed_raw(&pixels).unwrap())
+        };
+        assert_eq!(where_single, caller, "no pool: the caller runs the plan");
+        let (name, executor_seen, pooled) = multithread_tract_scope(Executor::multithread(2), || {
+            let mut v = VisionEncoder::load(&bundle, Precision::Int8).unwrap();
+            let (name, seen) = in_tract_pool(|| {
+                let name = std::thread::current().name().map(str::to_string);
+                (name, matches!(current_tract_executor(), Executor::MultiThread(_)))
+            });
+            (name, seen, v.embed_raw(&pixels).unwrap())
+        });
+        assert!(name.as_deref().is_some_and(|n| n.starts_with("tract-")), "ran on {name:?}, not a tract pool thread");
+        assert!(executor_seen, "the pool thread did not see the pool executor");
+        let diff = single.iter().zip(&pooled).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "2-thread embedding differs from 1-thread by {diff}");
+    }
 
     #[test]
     fn a_cpu_isa_knob_of_another_architecture_is_refused() {
