@@ -185,16 +185,27 @@ impl Encoder {
 /// pool) runs inline.
 /// The executor is handed to the pool thread too: tract reads a thread-local override
 /// (`multithread_tract_scope`) before its process-wide default, and a pool thread has none.
+///
+/// One plan at a time runs inside the pool ([`IN_POOL`]); a second concurrent caller (text
+/// embedded on a reload while the inference thread runs vision) runs from outside, as before.
+/// Two plans inside could meet on one pool thread: tract's `OptMatMul` keeps its thread-local
+/// scratch borrowed while it dispatches, and a worker waiting on that dispatch may pick up the
+/// other caller's whole plan and re-enter it ("RefCell already borrowed").
 fn in_tract_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::TryLockError;
     use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
-    match current_tract_executor() {
-        Executor::MultiThread(pool) => {
-            let executor = Executor::MultiThread(pool.clone());
-            pool.install(move || multithread_tract_scope(executor, f))
-        }
-        _ => f(),
-    }
+    let Executor::MultiThread(pool) = current_tract_executor() else { return f() };
+    let _only_run_in_pool = match IN_POOL.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return f(),
+    };
+    let executor = Executor::MultiThread(pool.clone());
+    pool.install(move || multithread_tract_scope(executor, f))
 }
+
+/// Held while a plan runs inside tract's pool (see [`in_tract_pool`]).
+static IN_POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Typed, decluttered and optimized for this CPU. At [`Precision::Fp16`] the matrix products
 /// (`EinSum`, every MatMul/Gemm after decluttering) are switched to half precision between
@@ -468,11 +479,15 @@ mod tests {
     use crate::model::{Bundle, Precision, VisionEncoder};
     use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
 
+    /// The pool tests share `IN_POOL`: run one at a time, or one sees the other's run in the pool.
+    static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// With a pool, the plan runs on one of its threads, which sees the same executor (so tract's
     /// parallel ops inside the run use the pool); without one, on the caller's thread. The
     /// embedding is the same either way.
     #[test]
     fn plans_run_on_tract_pool_threads_with_the_same_result() {
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
         let bundle = Bundle::open(&dir).unwrap();
         let s = bundle.manifest.image_size as usize;
@@ -495,6 +510,40 @@ mod tests {
         assert!(executor_seen, "the pool thread did not see the pool executor");
         let diff = single.iter().zip(&pooled).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(diff <= 1e-6, "2-thread embedding differs from 1-thread by {diff}");
+    }
+
+    /// Two threads embedding at once on one pool (the daemon embeds text on a reload while its
+    /// inference thread runs vision) must not re-enter a plan on one pool thread (a reviewer saw
+    /// "RefCell already borrowed" in tract's `OptMatMul` when both ran inside the pool). The
+    /// threading gates at 0 make every matmul of the tiny model dispatch, as a base-size one does.
+    #[test]
+    fn concurrent_runs_on_one_pool_do_not_collide() {
+        use crate::model::TextEncoder;
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        tract_linalg::multithread::set_threading_panel_threshold(0);
+        tract_linalg::multithread::set_threading_element_threshold(0);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+        let bundle = Bundle::open(&dir).unwrap();
+        let s = bundle.manifest.image_size as usize;
+        let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let executor = Executor::multithread(2);
+        std::thread::scope(|scope| {
+            let vision = scope.spawn(|| {
+                multithread_tract_scope(executor.clone(), || {
+                    let mut v = VisionEncoder::load(&bundle, Precision::Int8).unwrap();
+                    (0..60).map(|_| v.embed_raw(&pixels).map(|_| ())).collect::<Result<Vec<_>, _>>()
+                })
+            });
+            let text = scope.spawn(|| {
+                multithread_tract_scope(executor.clone(), || {
+                    let mut t = TextEncoder::load(&bundle, Precision::Int8).unwrap();
+                    let ids = vec![1i64; bundle.manifest.max_text_length];
+                    (0..60).map(|_| t.embed_raw(&ids).map(|_| ())).collect::<Result<Vec<_>, _>>()
+                })
+            });
+            vision.join().expect("vision thread panicked").unwrap();
+            text.join().expect("text thread panicked").unwrap();
+        });
     }
 
     #[test]
