@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     let bundle = Bundle::open(&dir)?;
     let mut v = VisionEncoder::load(&bundle, precision)?;
     let s = bundle.manifest.image_size as usize;
-    let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let pixels = siglipd::bench::timing_input(s);
     v.embed(&pixels)?; // warm-up
     let nodes = v.profile(&pixels, runs)?;
     let total: f64 = nodes.iter().map(|n| n.ms).sum();

@@ -582,7 +582,7 @@ def quantize_nodes(x: str, inv_scale: str, out: str, name: str) -> list:
 
     Why not QuantizeLinear itself: tract 0.23.9 runs it as `QuantizeLinearI8`, a scalar loop
     (28 % of the static form's time on a Zen 4) and merges these five into one vectorized
-    binary chain plus a cast (docs/profile-int8.md, "Quantization as element-wise ops"). tract's
+    binary chain plus a cast (docs/profile-int8.md, "Zen 4 with VNNI"). tract's
     own QuantizeLinearI8 multiplies by the reciprocal too. `inv_scale` names a scalar f32
     initializer holding 1/s; `add_quantize_constants` must have run on the graph."""
     from onnx import TensorProto, helper
@@ -639,13 +639,12 @@ def static_int8_rewrite(model_proto, absmax: dict[str, float], keep_float: set[s
         s_w = np.where(wmax > 0, wmax / 127.0, 1.0)
         w_q = np.clip(np.round(w / s_w[None, :]), -127, 127).astype(np.int8)
         x = node.input[0]
+        s_x = np.float32(absmax[x] / 127.0)  # the activations are multiplied by its f32 reciprocal
         if x not in act_scales:
             act_scales[x] = f"{node.name}_x_inv_scale"
-            s_x = np.float32(absmax[x] / 127.0)
             graph.initializer.append(numpy_helper.from_array(np.float32(1.0) / s_x, act_scales[x]))
             new_nodes += quantize_nodes(x, act_scales[x], x + "_q", f"{node.name}_Quantize")
-        s_x = float(np.float32(absmax[x] / 127.0))  # the scale the activations were divided by
-        out_scale = (s_x * s_w).astype(np.float32)
+        out_scale = (float(s_x) * s_w).astype(np.float32)
         if not per_channel:
             out_scale = np.array(out_scale[0], dtype=np.float32)
         base = node.name

@@ -225,6 +225,29 @@ def quantize_probe_inputs(s: np.float32) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def int8_probe_model(nodes: list, initializers: list, length: int):
+    """An ONNX model of `nodes` from a float vector `x` of `length` to an int8 vector `x_q`: the
+    quantization probe's graph (and the tests' onnxruntime reference beside it)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(nodes, "quantize_probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [length])],
+                          [helper.make_tensor_value_info("x_q", TensorProto.INT8, [length])], initializers)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", em.ONNX_OPSET)], ir_version=9)
+    onnx.checker.check_model(m)
+    return m
+
+
+def quantize_probe_model(inv_scale: np.float32, length: int):
+    """`export_model.quantize_nodes` alone, with its constants and `inv_scale` as 1/s."""
+    from onnx import helper, numpy_helper
+
+    g = helper.make_graph([], "constants", [], [])
+    em.add_quantize_constants(g)
+    return int8_probe_model(em.quantize_nodes("x", "inv_scale", "x_q", "quantize"),
+                            [numpy_helper.from_array(inv_scale, "inv_scale"), *g.initializer], length)
+
+
 def make_quantize_probe(out: Path) -> None:
     """quantize-probe/: the exporter's element-wise QuantizeLinear (export_model.quantize_nodes)
     alone as an ONNX graph, its inputs (x.npy) and the int8 values the ONNX definition gives them
@@ -232,18 +255,11 @@ def make_quantize_probe(out: Path) -> None:
     runs the graph through tract and wants want.npy exactly: a tract that folded the rounding
     away would cast by truncation."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     s = np.float32(QUANTIZE_PROBE_SCALE)
     inv = np.float32(1.0) / s
     x = quantize_probe_inputs(s)
-    g = helper.make_graph(em.quantize_nodes("x", "inv_scale", "x_q", "quantize"), "quantize_probe",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(x)])],
-                          [helper.make_tensor_value_info("x_q", TensorProto.INT8, [len(x)])],
-                          [numpy_helper.from_array(inv, "inv_scale")])
-    em.add_quantize_constants(g)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", em.ONNX_OPSET)], ir_version=9)
-    onnx.checker.check_model(m)
+    m = quantize_probe_model(inv, len(x))
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(out / "quantize.onnx"))
     np.save(out / "x.npy", x)

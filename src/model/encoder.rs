@@ -180,7 +180,7 @@ impl Encoder {
 /// waits, so a run from outside the pool is n + 1 threads on n cores. Between parallel ops the
 /// pool's workers spin for a while (rayon's sleep protocol), on the cores the calling thread
 /// needs for the ops tract runs serially (casts, packing, softmax, …): those ran up to 2× slower
-/// at 2 threads than at 1 (docs/profile-int8.md, "Threads"). Inside the pool the run is one of
+/// at 2 threads than at 1 (docs/profile-int8.md, "Zen 4 with VNNI"). Inside the pool the run is one of
 /// the n threads, and tract's nested dispatch (`ThreadPool::install` from a worker of the same
 /// pool) runs inline.
 /// The executor is handed to the pool thread too: tract reads a thread-local override
@@ -482,16 +482,22 @@ mod tests {
     /// The pool tests share `IN_POOL`: run one at a time, or one sees the other's run in the pool.
     static POOL_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// The committed tiny static-int8 bundle and a `[3, S, S]` gradient input for it.
+    fn tiny_static_and_pixels() -> (Bundle, Vec<f32>) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+        let bundle = Bundle::open(&dir).unwrap();
+        let s = bundle.manifest.image_size as usize;
+        let pixels = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        (bundle, pixels)
+    }
+
     /// With a pool, the plan runs on one of its threads, which sees the same executor (so tract's
     /// parallel ops inside the run use the pool); without one, on the caller's thread. The
     /// embedding is the same either way.
     #[test]
     fn plans_run_on_tract_pool_threads_with_the_same_result() {
         let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
-        let bundle = Bundle::open(&dir).unwrap();
-        let s = bundle.manifest.image_size as usize;
-        let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let (bundle, pixels) = tiny_static_and_pixels();
         let caller = std::thread::current().id();
         let (where_single, single) = {
             let mut v = VisionEncoder::load(&bundle, Precision::Int8).unwrap();
@@ -522,10 +528,7 @@ mod tests {
         let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         tract_linalg::multithread::set_threading_panel_threshold(0);
         tract_linalg::multithread::set_threading_element_threshold(0);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
-        let bundle = Bundle::open(&dir).unwrap();
-        let s = bundle.manifest.image_size as usize;
-        let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let (bundle, pixels) = tiny_static_and_pixels();
         let executor = Executor::multithread(2);
         std::thread::scope(|scope| {
             let vision = scope.spawn(|| {

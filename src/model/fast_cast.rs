@@ -4,7 +4,7 @@
 //! (`Tensor::cast_to_dt` → `natural_cast`). In the static int8 form every matmul input is cast
 //! f32 → i8 after its quantization chain and every integer matmul output i32 → f32 before its
 //! rescale: those casts were 9 % of an image on a Zen 4 at 1 thread and did not shrink at 2
-//! (docs/profile-int8.md, "Casts"). [`replace_casts`] swaps each such `Cast` of an optimized plan
+//! (docs/profile-int8.md, "Zen 4 with VNNI"). [`replace_casts`] swaps each such `Cast` of an optimized plan
 //! for a [`FastCast`] node, which computes the same values as Rust's `as` (what tract's `Cast`
 //! does): for f32 → i8 truncation toward zero, saturation to [-128, 127] and NaN → 0; for
 //! i32 → f32 rounding to nearest, ties to even.

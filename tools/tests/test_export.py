@@ -428,9 +428,8 @@ def test_quantize_nodes_equal_onnx_quantize_linear():
     halves (ties to even, both signs), values just off a half, saturation at both ends, zeros, the
     calibration range's ends and random activations. The reference is onnxruntime's own
     QuantizeLinear on the same inputs and the same stored scale."""
-    import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     import make_fixtures as mf
 
@@ -438,22 +437,16 @@ def test_quantize_nodes_equal_onnx_quantize_linear():
     inv = np.float32(1.0) / s
     x = mf.quantize_probe_inputs(s)
 
-    def run(nodes, inits):
-        g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(x)])],
-                              [helper.make_tensor_value_info("x_q", TensorProto.INT8, [len(x)])], inits)
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", em.ONNX_OPSET)], ir_version=9)
-        onnx.checker.check_model(m)
-        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    def run(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 
-    g = helper.make_graph([], "c", [], [])
-    em.add_quantize_constants(g)
-    ours = run(em.quantize_nodes("x", "inv", "x_q", "q"), list(g.initializer) + [numpy_helper.from_array(inv, "inv")])
+    ours = run(mf.quantize_probe_model(inv, len(x)))
     # what our Mul computes exactly, rounded half to even by numpy, saturated (the ONNX definition)
     want = np.clip(np.round(x * inv), -128, 127).astype(np.int8)
     assert np.array_equal(ours, want)
     # onnxruntime's QuantizeLinear divides by s: equal wherever x/s and x·(1/s) agree in f32
-    ref = run([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["x_q"])],
-              [numpy_helper.from_array(s, "s"), numpy_helper.from_array(np.int8(0), "zp")])
+    ref = run(mf.int8_probe_model([helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["x_q"])],
+                                  [numpy_helper.from_array(s, "s"), numpy_helper.from_array(np.int8(0), "zp")], len(x)))
     same = (x / s) == (x * inv)
     assert same.mean() > 0.5 and np.array_equal(ours[same], ref[same])
     assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
