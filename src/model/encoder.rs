@@ -226,6 +226,7 @@ fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precisi
         typed.into_optimized()?
     };
     super::fast_cast::replace_casts(&mut optimized)?;
+    super::fast_pack::replace_packs(&mut optimized)?;
     Ok(optimized)
 }
 

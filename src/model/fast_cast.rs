@@ -110,13 +110,13 @@ impl TypedOp for FastCast {
 
 /// `out[i] = f(in[i])` for a whole tensor, in chunks across tract's pool when it has one
 /// (`tract_linalg::multithread::par_chunks_mut`, which keeps small tensors on one thread).
-fn map_parallel<A: Datum + Copy, B: Datum + Copy + tract_onnx::tract_core::num_traits::Zero>(
-    input: &Tensor,
-    f: fn(&[A], &mut [B]),
-) -> TractResult<Tensor> {
+fn map_parallel<A: Datum + Copy, B: Datum + Copy>(input: &Tensor, f: fn(&[A], &mut [B])) -> TractResult<Tensor> {
     let plain = input.try_as_plain_ram()?;
     let src = plain.as_slice::<A>()?;
-    let mut output = Tensor::zero::<B>(input.shape())?;
+    // not zeroed first (a pass over the output for nothing): `f` writes every element, since
+    // the chunks cover the whole slice
+    // SAFETY: B is a plain number type (f32 or i8), valid for any bits, and is all written below
+    let mut output = unsafe { Tensor::uninitialized::<B>(input.shape())? };
     {
         let mut out_plain = output.try_as_plain_ram_mut()?;
         let dst = out_plain.as_slice_mut::<B>()?;

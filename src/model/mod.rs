@@ -8,6 +8,7 @@ pub mod bmp;
 pub mod bundle;
 pub mod encoder;
 pub mod fast_cast;
+pub mod fast_pack;
 pub mod gif;
 pub mod onnx_read;
 pub mod orient;
