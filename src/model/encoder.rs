@@ -227,6 +227,7 @@ fn optimize(model: InferenceModel, input_fact: InferenceFact, precision: Precisi
     };
     super::fast_cast::replace_casts(&mut optimized)?;
     super::fast_pack::replace_packs(&mut optimized)?;
+    super::fast_batch::replace_batched(&mut optimized)?;
     Ok(optimized)
 }
 

@@ -215,10 +215,22 @@ impl TypedOp for FastPack {
     }
 }
 
+/// The committed tiny static-int8 vision tower optimized by tract alone (none of siglipd's
+/// swaps), and its image size: the plan the swap tests compare against.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn tiny_static_plan() -> (TypedModel, usize) {
     use crate::model::{Bundle, Precision, Tower};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
+    let bundle = Bundle::open(&dir).unwrap();
+    let s = bundle.manifest.image_size as usize;
+    let file = bundle.model_file(Tower::Vision, Precision::Int8).unwrap();
+    let model = tract_onnx::onnx().model_for_path(&file).unwrap();
+    (model.with_input_fact(0, f32::fact([1, 3, s, s]).into()).unwrap().into_optimized().unwrap(), s)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
     use tract_linalg::multithread::{multithread_tract_scope, set_threading_element_threshold, Executor};
 
     /// Held by the tests that lower tract's element threshold (process-wide) so that every
@@ -226,7 +238,7 @@ mod tests {
     static THRESHOLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Deterministic values of every sign for a tensor of `shape`.
-    fn filled(dt: DatumType, shape: &[usize], seed: u32) -> Tensor {
+    pub(crate) fn filled(dt: DatumType, shape: &[usize], seed: u32) -> Tensor {
         let n: usize = shape.iter().product();
         let mut x = seed.wrapping_mul(2_654_435_761).max(1);
         let mut next = move || {
@@ -288,12 +300,7 @@ mod tests {
     /// is bit-identical with and without the swap, at 1 and 2 threads.
     #[test]
     fn every_pack_of_a_plan_matches_tracts_op() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-static");
-        let bundle = Bundle::open(&dir).unwrap();
-        let s = bundle.manifest.image_size as usize;
-        let file = bundle.model_file(Tower::Vision, Precision::Int8).unwrap();
-        let model = tract_onnx::onnx().model_for_path(&file).unwrap();
-        let optimized = model.with_input_fact(0, f32::fact([1, 3, s, s]).into()).unwrap().into_optimized().unwrap();
+        let (optimized, s) = tiny_static_plan();
         let mut swapped = optimized.clone();
         let packs = optimized.nodes().iter().filter(|n| n.op_is::<OptMatMulPack>()).count();
         assert!(packs > 0);

@@ -7,6 +7,7 @@ pub mod auto;
 pub mod bmp;
 pub mod bundle;
 pub mod encoder;
+pub mod fast_batch;
 pub mod fast_cast;
 pub mod fast_pack;
 pub mod gif;
