@@ -6,7 +6,7 @@
 //! `[196, 196]` or `[196, 64]` matrix per head, packed one after the other), and the int8
 //! layout of the integer matmuls (`PackedI8K4`, a byte-by-byte gather). At 2 threads packing
 //! took *longer* than at 1 (12.4–14.6 vs 11.8 ms per image, static int8, Zen 4;
-//! docs/profile-int8.md, "Packing"). [`replace_packs`] swaps each `OptMatMulPack` of an
+//! docs/profile-int8.md, "Packing and batches"). [`replace_packs`] swaps each `OptMatMulPack` of an
 //! optimized plan for a [`FastPack`], which packs the heads of a batch in parallel, and packs
 //! `PackedI8K4` panels in parallel with whole 4-byte copies; every other case runs tract's own
 //! op. The packed bytes are the ones tract writes (tested against tract's op on every layout).
