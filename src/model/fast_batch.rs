@@ -12,7 +12,7 @@ use tract_linalg::mmm::{FusedSpec, MatMatMul, ScratchSpace};
 use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, par_chunks_mut, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TypedModelPatch, TypedOp};
+use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TypedOp};
 use tract_onnx::tract_core::ndarray::Dimension;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
@@ -25,22 +25,10 @@ pub struct BatchParallelMatMul {
 /// Wraps every batched `OptMatMul` of an optimized `model` (concrete shapes, more than one
 /// product) in a [`BatchParallelMatMul`]; returns how many.
 pub fn replace_batched(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(mm) = node.op_as::<OptMatMul>() else { continue };
-        if mm.trivial_path || batch_coords(mm).is_none_or(|c| c.len() < 2) {
-            continue;
-        }
-        let op = BatchParallelMatMul { inner: mm.clone() };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?; // drops the replaced nodes, which the patches leave unreachable
-    }
-    Ok(replaced)
+    super::swap::swap_nodes(model, |_, node| {
+        let batched = node.op_as::<OptMatMul>().filter(|mm| !mm.trivial_path && batch_coords(mm).is_some_and(|c| c.len() > 1));
+        Ok(batched.map(|mm| BatchParallelMatMul { inner: mm.clone() }))
+    })
 }
 
 /// The output coordinates of each product of a batched matmul (its `m` and `n` axes at 0),
@@ -141,7 +129,7 @@ impl TypedOp for BatchParallelMatMul {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fast_pack::{tests::filled, tiny_static_plan};
+    use crate::model::fast_pack::{tests::assert_same_output, tiny_static_plan};
 
     /// The plan's embedding with the batched products spread over the pool is bit-identical to
     /// tract's own loop, at 2 and 3 threads (entries split evenly and not), and a 1-thread
@@ -153,13 +141,6 @@ mod tests {
         let batched = replace_batched(&mut swapped).unwrap();
         assert!(batched > 0, "the fixture has no batched matmul");
         assert_eq!(swapped.nodes().iter().filter(|n| n.op_is::<BatchParallelMatMul>()).count(), batched);
-        let pixels = filled(DatumType::F32, &[1, 3, s, s], 11);
-        let want = optimized.into_runnable().unwrap().run(tvec!(pixels.clone().into_tvalue())).unwrap();
-        let plan = swapped.into_runnable().unwrap();
-        for threads in [1, 2, 3] {
-            let got =
-                multithread_tract_scope(Executor::multithread(threads), || plan.run(tvec!(pixels.clone().into_tvalue())).unwrap());
-            assert_eq!(*got[0], *want[0], "at {threads} threads");
-        }
+        assert_same_output(optimized, swapped, s, &[1, 2, 3]);
     }
 }

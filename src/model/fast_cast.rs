@@ -10,7 +10,7 @@
 //! i32 → f32 rounding to nearest, ties to even.
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TypedModelPatch, TypedOp};
+use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TypedOp};
 use tract_onnx::tract_core::ops::cast::Cast;
 
 /// One of the casts tract runs slowly, with the same results as tract's `Cast`.
@@ -44,20 +44,10 @@ impl FastCast {
 /// Run on an optimized model: the optimizer knows `Cast` (it fuses some into matrix products),
 /// not [`FastCast`].
 pub fn replace_casts(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(cast) = node.op_as::<Cast>() else { continue };
-        let from = model.outlet_fact(node.inputs[0])?.datum_type;
-        let Some(fast) = FastCast::for_types(from, cast.to) else { continue };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, fast)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    if replaced > 0 {
-        model.compact()?; // drops the replaced nodes, which the patches leave unreachable
-    }
-    Ok(replaced)
+    super::swap::swap_nodes(model, |model, node| {
+        let Some(cast) = node.op_as::<Cast>() else { return Ok(None) };
+        Ok(FastCast::for_types(model.outlet_fact(node.inputs[0])?.datum_type, cast.to))
+    })
 }
 
 impl Op for FastCast {

@@ -15,6 +15,7 @@ pub mod onnx_read;
 pub mod orient;
 pub mod preprocess;
 pub mod shape;
+pub mod swap;
 pub mod tokenize;
 pub mod trns;
 
