@@ -12,7 +12,7 @@ use tract_linalg::mmm::{FusedSpec, MatMatMul, ScratchSpace};
 use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, par_chunks_mut, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TypedOp};
+use tract_onnx::tract_core::internal::{AxesMapping, Cost, EvalContext, EvalOp, Op, StaticName, TypedOp};
 use tract_onnx::tract_core::ndarray::Dimension;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
@@ -88,6 +88,11 @@ impl EvalOp for BatchParallelMatMul {
         Ok(Some(self.eval(&EvalContext::out_of_plan(), inputs)?))
     }
 
+    /// The 1-thread path is tract's op, which keeps scratch per session: free it as tract does.
+    fn drop_session(&self, session: tract_onnx::tract_core::internal::SessionId, node_id: usize) {
+        self.inner.drop_session(session, node_id)
+    }
+
     fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let Some(coords) = batch_coords(&self.inner).filter(|_| Self::threads() > 1) else {
             return self.inner.eval(ctx, inputs);
@@ -117,6 +122,11 @@ impl TypedOp for BatchParallelMatMul {
         self.inner.axes_mapping(inputs, outputs)
     }
 
+    /// tract's cost model of the wrapped op (`siglipd bench` counts multiply-adds with it).
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        self.inner.cost(inputs)
+    }
+
     fn as_op(&self) -> &dyn Op {
         self
     }
@@ -141,6 +151,16 @@ mod tests {
         let batched = replace_batched(&mut swapped).unwrap();
         assert!(batched > 0, "the fixture has no batched matmul");
         assert_eq!(swapped.nodes().iter().filter(|n| n.op_is::<BatchParallelMatMul>()).count(), batched);
+        // siglipd bench counts multiply-adds from the plan's cost model: the wrapper must keep them
+        let fmas = |m: &TypedModel| -> TDim {
+            m.nodes()
+                .iter()
+                .flat_map(|n| n.op.cost(&m.node_input_facts(n.id).unwrap()).unwrap())
+                .filter(|(c, _)| matches!(c, Cost::FMA(_)))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!(fmas(&swapped), fmas(&optimized));
         assert_same_output(optimized, swapped, s, &[1, 2, 3]);
     }
 }

@@ -16,7 +16,7 @@ use tract_linalg::pack::PackedI8K4;
 use tract_linalg::strided_panel::StridedKMajor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, EvalContext, EvalOp, Op, StaticName, TensorView, TypedOp};
+use tract_onnx::tract_core::internal::{AxesMapping, Cost, EvalContext, EvalOp, Op, StaticName, TensorView, TypedOp};
 use tract_onnx::tract_core::ndarray::Dimension;
 use tract_onnx::tract_core::ops::matmul::pack::{DynPackedExoticFact, OptMatMulPack};
 
@@ -191,6 +191,11 @@ impl TypedOp for FastPack {
         self.inner.axes_mapping(inputs, outputs)
     }
 
+    /// tract's cost model of the wrapped op (`siglipd bench` counts multiply-adds with it).
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        self.inner.cost(inputs)
+    }
+
     fn as_op(&self) -> &dyn Op {
         self
     }
@@ -267,12 +272,15 @@ pub(crate) mod tests {
     /// transposed view) as well as contiguous; at 1 and 2 threads with every size split.
     #[test]
     fn i8k4_panels_are_tracts_bytes() {
-        let format = PackedI8K4::new(8);
         let _threshold = THRESHOLD.lock().unwrap_or_else(|e| e.into_inner());
         set_threading_element_threshold(0);
         for threads in [1, 2] {
             multithread_tract_scope(Executor::multithread(threads), || {
-                for (mn, k) in [(196, 768), (9, 7), (1, 5), (17, 3072), (8, 4), (3, 1)] {
+                for (format, (mn, k)) in [8, 16, 32]
+                    .map(PackedI8K4::new)
+                    .into_iter()
+                    .flat_map(|f| [(196, 768), (9, 7), (1, 5), (17, 3072), (8, 4), (3, 1), (33, 13)].map(|shape| (f.clone(), shape)))
+                {
                     for (k_axis, mn_axis, shape) in [(1, 0, [mn, k]), (0, 1, [k, mn])] {
                         let t = filled(DatumType::I8, &shape, (mn * 31 + k) as u32);
                         let want = format.pack_view(&t.view(), k_axis, mn_axis).unwrap();
