@@ -12,7 +12,7 @@ use tract_linalg::mmm::{FusedSpec, MatMatMul, ScratchSpace};
 use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, par_chunks_mut, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, Cost, EvalContext, EvalOp, Op, StaticName, TypedOp};
+use tract_onnx::tract_core::internal::{EvalContext, EvalOp, Op, StaticName, TypedOp};
 use tract_onnx::tract_core::ndarray::Dimension;
 use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
@@ -113,28 +113,7 @@ impl EvalOp for BatchParallelMatMul {
     }
 }
 
-impl TypedOp for BatchParallelMatMul {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-
-    fn axes_mapping(&self, inputs: &[&TypedFact], outputs: &[&TypedFact]) -> TractResult<AxesMapping> {
-        self.inner.axes_mapping(inputs, outputs)
-    }
-
-    /// tract's cost model of the wrapped op (`siglipd bench` counts multiply-adds with it).
-    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
-        self.inner.cost(inputs)
-    }
-
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
-}
+super::swap::typed_op_of_inner!(BatchParallelMatMul);
 
 #[cfg(test)]
 mod tests {
@@ -156,7 +135,7 @@ mod tests {
             m.nodes()
                 .iter()
                 .flat_map(|n| n.op.cost(&m.node_input_facts(n.id).unwrap()).unwrap())
-                .filter(|(c, _)| matches!(c, Cost::FMA(_)))
+                .filter(|(c, _)| matches!(c, tract_onnx::tract_core::internal::Cost::FMA(_)))
                 .map(|(_, n)| n)
                 .sum()
         };

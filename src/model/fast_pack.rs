@@ -16,7 +16,7 @@ use tract_linalg::pack::PackedI8K4;
 use tract_linalg::strided_panel::StridedKMajor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::format_err;
-use tract_onnx::tract_core::internal::{AxesMapping, Cost, EvalContext, EvalOp, Op, StaticName, TensorView, TypedOp};
+use tract_onnx::tract_core::internal::{EvalContext, EvalOp, Op, StaticName, TensorView, TypedOp};
 use tract_onnx::tract_core::ndarray::Dimension;
 use tract_onnx::tract_core::ops::matmul::pack::{DynPackedExoticFact, OptMatMulPack};
 
@@ -182,28 +182,7 @@ impl EvalOp for FastPack {
     }
 }
 
-impl TypedOp for FastPack {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-
-    fn axes_mapping(&self, inputs: &[&TypedFact], outputs: &[&TypedFact]) -> TractResult<AxesMapping> {
-        self.inner.axes_mapping(inputs, outputs)
-    }
-
-    /// tract's cost model of the wrapped op (`siglipd bench` counts multiply-adds with it).
-    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
-        self.inner.cost(inputs)
-    }
-
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
-}
+super::swap::typed_op_of_inner!(FastPack);
 
 /// The committed tiny static-int8 vision tower optimized by tract alone (none of siglipd's
 /// swaps), and its image size: the plan the swap tests compare against.
@@ -221,7 +200,9 @@ pub(crate) fn tiny_static_plan() -> (TypedModel, usize) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use tract_linalg::multithread::{multithread_tract_scope, set_threading_element_threshold, Executor};
+    use tract_linalg::multithread::{
+        current_threading_element_threshold, multithread_tract_scope, set_threading_element_threshold, Executor,
+    };
 
     /// Held by the tests that lower tract's element threshold (process-wide) so that every
     /// size takes the parallel path, and restore it.
@@ -273,6 +254,7 @@ pub(crate) mod tests {
     #[test]
     fn i8k4_panels_are_tracts_bytes() {
         let _threshold = THRESHOLD.lock().unwrap_or_else(|e| e.into_inner());
+        let threshold = current_threading_element_threshold();
         set_threading_element_threshold(0);
         for threads in [1, 2] {
             multithread_tract_scope(Executor::multithread(threads), || {
@@ -297,7 +279,7 @@ pub(crate) mod tests {
                 }
             })
         }
-        set_threading_element_threshold(32768);
+        set_threading_element_threshold(threshold);
     }
 
     /// Every pack of a real static-int8 plan (the committed tiny bundle: attention heads packed
@@ -313,6 +295,7 @@ pub(crate) mod tests {
         assert!(!swapped.nodes().iter().any(|n| n.op_is::<OptMatMulPack>()), "an OptMatMulPack is left");
 
         let _threshold = THRESHOLD.lock().unwrap_or_else(|e| e.into_inner());
+        let threshold = current_threading_element_threshold();
         set_threading_element_threshold(0);
         let (mut batched, mut int8) = (0, 0);
         for node in swapped.nodes().iter().filter(|n| n.op_is::<FastPack>()) {
@@ -330,6 +313,6 @@ pub(crate) mod tests {
         assert!(batched > 0 && int8 > 0, "the fixture has no batched ({batched}) or int8 ({int8}) pack");
 
         assert_same_output(optimized, swapped, s, &[1, 2]);
-        set_threading_element_threshold(32768);
+        set_threading_element_threshold(threshold);
     }
 }
